@@ -1,0 +1,424 @@
+//! Genesis: the network's founding document, a TOML file.
+//!
+//! It names the chain, the settlement currency, the firms with their admin
+//! keys, the nodes (site, validator flag, voting power), the resource kinds
+//! with unit and emission factor, and the consensus parameters. Its hash is
+//! blake3 over the canonical encoding of the parsed document, so two files
+//! that differ only in comments or layout have the same genesis hash.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::hash::Hash;
+use crate::keys::PublicKey;
+use crate::tx::MAX_TX_BYTES;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Lowercase letters, digits and `-`; signed into every transaction.
+    pub chain_id: String,
+    /// Time of the chain's start, milliseconds since the Unix epoch (UTC).
+    /// The first block's time must be later.
+    pub genesis_time_ms: u64,
+    pub currency: Currency,
+    pub consensus: ConsensusParams,
+    pub firms: Vec<Firm>,
+    pub nodes: Vec<Node>,
+    pub resource_kinds: Vec<ResourceKind>,
+}
+
+/// The one settlement currency. Money is an integer count of minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Currency {
+    /// ISO 4217 code, e.g. "DKK".
+    pub code: String,
+    /// Decimal places of the minor unit (2 for cents, øre).
+    pub minor_units: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusParams {
+    pub timeout_propose_ms: u64,
+    pub timeout_prevote_ms: u64,
+    pub timeout_precommit_ms: u64,
+    /// Added to each timeout per round of the same height.
+    pub timeout_delta_ms: u64,
+    pub max_block_txs: u32,
+    pub max_block_bytes: u32,
+    /// How far a proposed block time may be ahead of a voter's clock.
+    pub max_clock_drift_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firm {
+    pub id: String,
+    pub name: String,
+    /// Authorizes the firm's operator and meter keys and votes in governance.
+    pub admin_key: PublicKey,
+    /// A neutral industrial-symbiosis facilitator: registers resource kinds
+    /// and may be named arbiter; trades nothing itself.
+    #[serde(default)]
+    pub facilitator: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub id: String,
+    /// The firm that runs the node.
+    pub firm: String,
+    pub site: String,
+    /// The node's key, also its libp2p identity.
+    pub key: PublicKey,
+    #[serde(default)]
+    pub validator: bool,
+    /// Voting power: at least 1 for a validator, 0 (or absent) otherwise.
+    #[serde(default)]
+    pub power: u64,
+}
+
+/// The unit a resource kind is measured in. Quantities on the ledger are
+/// integer thousandths of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Unit {
+    #[serde(rename = "kWh")]
+    KiloWattHour,
+    #[serde(rename = "MWh")]
+    MegaWattHour,
+    #[serde(rename = "GJ")]
+    GigaJoule,
+    #[serde(rename = "t")]
+    Tonne,
+    #[serde(rename = "m3")]
+    CubicMetre,
+}
+
+impl Unit {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::KiloWattHour => "kWh",
+            Unit::MegaWattHour => "MWh",
+            Unit::GigaJoule => "GJ",
+            Unit::Tonne => "t",
+            Unit::CubicMetre => "m3",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceKind {
+    pub id: String,
+    pub name: String,
+    pub unit: Unit,
+    /// Grams CO2e avoided per unit, from displacing the virgin resource.
+    pub emission_factor_g: u64,
+    /// A waste (needs an EWC code, and a licence to take it) or a by-product.
+    #[serde(default)]
+    pub waste: bool,
+    /// European Waste Catalogue code, "NN NN NN" (an asterisk marks hazardous).
+    #[serde(default)]
+    pub ewc_code: Option<String>,
+    /// Names of the quality fields offers and contracts state, e.g. "temperature_c".
+    #[serde(default)]
+    pub quality: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    #[error("genesis is not valid TOML for Symbiont: {0}")]
+    Parse(String),
+    #[error("{what} {value:?} is invalid: {rule}")]
+    InvalidField {
+        what: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+    #[error("duplicate {what} id {id:?}")]
+    DuplicateId { what: &'static str, id: String },
+    #[error("key {key} is used twice: by {first} and by {second}")]
+    DuplicateKey {
+        key: PublicKey,
+        first: String,
+        second: String,
+    },
+    #[error("{owner} has an unusable public key {key}")]
+    BadKey { owner: String, key: PublicKey },
+    #[error("node {node:?} belongs to unknown firm {firm:?}")]
+    UnknownFirm { node: String, firm: String },
+    #[error("validator node {node:?} has zero voting power")]
+    ZeroPower { node: String },
+    #[error("node {node:?} is not a validator but has voting power {power}")]
+    PowerWithoutValidator { node: String, power: u64 },
+    #[error("total voting power overflows u64")]
+    PowerOverflow,
+    #[error("no validator: at least one node needs `validator = true`")]
+    NoValidators,
+    #[error("no {what}: genesis needs at least one")]
+    Empty { what: &'static str },
+    #[error("resource kind {kind:?} is a waste but has no `ewc_code`")]
+    WasteWithoutCode { kind: String },
+    #[error("consensus parameter {name} is invalid: {rule}")]
+    BadParameter { name: &'static str, rule: String },
+}
+
+impl Genesis {
+    /// Parse and validate a genesis TOML document.
+    pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis =
+            toml::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    pub fn hash(&self) -> Hash {
+        codec::hash(self)
+    }
+
+    pub fn validators(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|node| node.validator)
+    }
+
+    pub fn total_power(&self) -> u64 {
+        // Validated not to overflow.
+        self.validators().map(|node| node.power).sum()
+    }
+
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        check_text_id("chain_id", &self.chain_id, 64)?;
+        self.validate_currency()?;
+        self.validate_consensus()?;
+        self.validate_firms()?;
+        self.validate_nodes()?;
+        self.validate_kinds()?;
+        self.validate_unique_keys()
+    }
+
+    fn validate_currency(&self) -> Result<(), GenesisError> {
+        let code = &self.currency.code;
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(GenesisError::InvalidField {
+                what: "currency code",
+                value: code.clone(),
+                rule: "three uppercase letters (ISO 4217)",
+            });
+        }
+        if self.currency.minor_units > 4 {
+            return Err(GenesisError::InvalidField {
+                what: "currency minor_units",
+                value: self.currency.minor_units.to_string(),
+                rule: "at most 4 decimal places",
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_consensus(&self) -> Result<(), GenesisError> {
+        let params = &self.consensus;
+        let positive = [
+            ("timeout_propose_ms", params.timeout_propose_ms),
+            ("timeout_prevote_ms", params.timeout_prevote_ms),
+            ("timeout_precommit_ms", params.timeout_precommit_ms),
+            ("max_block_txs", params.max_block_txs as u64),
+            ("max_clock_drift_ms", params.max_clock_drift_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(GenesisError::BadParameter {
+                    name,
+                    rule: "must be above 0".into(),
+                });
+            }
+        }
+        if (params.max_block_bytes as usize) < MAX_TX_BYTES {
+            return Err(GenesisError::BadParameter {
+                name: "max_block_bytes",
+                rule: format!("must hold at least one largest transaction ({MAX_TX_BYTES} bytes)"),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_firms(&self) -> Result<(), GenesisError> {
+        if self.firms.is_empty() {
+            return Err(GenesisError::Empty { what: "firm" });
+        }
+        let mut seen = BTreeMap::new();
+        for firm in &self.firms {
+            check_text_id("firm id", &firm.id, 32)?;
+            check_name("firm name", &firm.name)?;
+            if seen.insert(firm.id.as_str(), ()).is_some() {
+                return Err(GenesisError::DuplicateId {
+                    what: "firm",
+                    id: firm.id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_nodes(&self) -> Result<(), GenesisError> {
+        let mut seen = BTreeMap::new();
+        let mut total: u64 = 0;
+        for node in &self.nodes {
+            check_text_id("node id", &node.id, 32)?;
+            check_name("node site", &node.site)?;
+            if seen.insert(node.id.as_str(), ()).is_some() {
+                return Err(GenesisError::DuplicateId {
+                    what: "node",
+                    id: node.id.clone(),
+                });
+            }
+            if !self.firms.iter().any(|firm| firm.id == node.firm) {
+                return Err(GenesisError::UnknownFirm {
+                    node: node.id.clone(),
+                    firm: node.firm.clone(),
+                });
+            }
+            match (node.validator, node.power) {
+                (true, 0) => {
+                    return Err(GenesisError::ZeroPower {
+                        node: node.id.clone(),
+                    });
+                }
+                (false, power) if power > 0 => {
+                    return Err(GenesisError::PowerWithoutValidator {
+                        node: node.id.clone(),
+                        power,
+                    });
+                }
+                _ => {}
+            }
+            total = total
+                .checked_add(node.power)
+                .ok_or(GenesisError::PowerOverflow)?;
+        }
+        if total == 0 {
+            return Err(GenesisError::NoValidators);
+        }
+        Ok(())
+    }
+
+    fn validate_kinds(&self) -> Result<(), GenesisError> {
+        let mut seen = BTreeMap::new();
+        for kind in &self.resource_kinds {
+            check_text_id("resource kind id", &kind.id, 32)?;
+            check_name("resource kind name", &kind.name)?;
+            if seen.insert(kind.id.as_str(), ()).is_some() {
+                return Err(GenesisError::DuplicateId {
+                    what: "resource kind",
+                    id: kind.id.clone(),
+                });
+            }
+            match &kind.ewc_code {
+                Some(code) => check_ewc_code(code)?,
+                None if kind.waste => {
+                    return Err(GenesisError::WasteWithoutCode {
+                        kind: kind.id.clone(),
+                    });
+                }
+                None => {}
+            }
+            let mut fields = BTreeMap::new();
+            for field in &kind.quality {
+                check_text_id("quality field", field, 32)?;
+                if fields.insert(field.as_str(), ()).is_some() {
+                    return Err(GenesisError::DuplicateId {
+                        what: "quality field",
+                        id: field.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_unique_keys(&self) -> Result<(), GenesisError> {
+        let owners = self
+            .firms
+            .iter()
+            .map(|firm| (firm.admin_key, format!("firm {:?} (admin key)", firm.id)))
+            .chain(
+                self.nodes
+                    .iter()
+                    .map(|node| (node.key, format!("node {:?}", node.id))),
+            );
+        let mut seen: BTreeMap<PublicKey, String> = BTreeMap::new();
+        for (key, owner) in owners {
+            if key.validate().is_err() {
+                return Err(GenesisError::BadKey { owner, key });
+            }
+            if let Some(first) = seen.get(&key) {
+                return Err(GenesisError::DuplicateKey {
+                    key,
+                    first: first.clone(),
+                    second: owner,
+                });
+            }
+            seen.insert(key, owner);
+        }
+        Ok(())
+    }
+}
+
+/// Ids: 1 to `max_len` of lowercase ASCII letters, digits, `-` and `_`,
+/// starting with a letter or digit.
+fn check_text_id(what: &'static str, value: &str, max_len: usize) -> Result<(), GenesisError> {
+    let ok = !value.is_empty()
+        && value.len() <= max_len
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && value.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(GenesisError::InvalidField {
+            what,
+            value: value.to_string(),
+            rule: "lowercase letters, digits, '-' or '_', starting with a letter or digit, not too long",
+        })
+    }
+}
+
+/// Display names: 1 to 128 bytes, no control characters.
+fn check_name(what: &'static str, value: &str) -> Result<(), GenesisError> {
+    if value.trim().is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        return Err(GenesisError::InvalidField {
+            what,
+            value: value.to_string(),
+            rule: "1 to 128 bytes of text without control characters",
+        });
+    }
+    Ok(())
+}
+
+/// EWC codes: three pairs of digits separated by spaces, "19 08 05",
+/// with an optional `*` for hazardous waste.
+pub fn check_ewc_code(code: &str) -> Result<(), GenesisError> {
+    let digits = code.strip_suffix('*').unwrap_or(code);
+    let bytes = digits.as_bytes();
+    let ok = bytes.len() == 8
+        && bytes.iter().enumerate().all(|(i, b)| {
+            if i == 2 || i == 5 {
+                *b == b' '
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(GenesisError::InvalidField {
+            what: "EWC code",
+            value: code.to_string(),
+            rule: "three pairs of digits separated by spaces, e.g. \"10 01 05\", optionally ending in '*'",
+        })
+    }
+}
