@@ -15,7 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -70,9 +70,15 @@ impl Keypair {
         Signature(self.signing.sign(message).to_bytes())
     }
 
-    /// PKCS#8 v2 PEM (private and public key), LF line endings.
+    /// PKCS#8 v1 PEM (RFC 8410, the private key only), LF line endings:
+    /// the form `openssl genpkey -algorithm ed25519` writes. OpenSSL 3.0
+    /// refuses the v2 form with the public key embedded.
     pub fn to_pkcs8_pem(&self) -> String {
-        self.signing
+        let bytes = KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        };
+        bytes
             .to_pkcs8_pem(LineEnding::LF)
             .expect("PKCS#8 encoding of a valid ed25519 key cannot fail")
             .to_string()

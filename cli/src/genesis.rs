@@ -1,0 +1,117 @@
+//! `symbiont genesis`: validate a genesis file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde::Serialize;
+use symbiont_contracts::Genesis;
+
+#[derive(Subcommand)]
+pub enum GenesisCommand {
+    /// Parse and validate a genesis TOML file; print its hash and a summary.
+    ///
+    /// Exits non-zero with the reason if the file is invalid (duplicate ids,
+    /// zero voting power, a node of an unknown firm, a bad key, ...). Every
+    /// node of a network must start from a genesis with the same hash.
+    Check {
+        /// The genesis file, e.g. deploy/genesis/kalundborg.toml.
+        file: PathBuf,
+        /// Print the hash and the whole parsed genesis as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    file: String,
+    genesis_hash: String,
+    validators: usize,
+    total_power: u64,
+    /// Power needed for a quorum: more than 2/3 of the total.
+    quorum_power: u64,
+    genesis: &'a Genesis,
+}
+
+pub fn run(command: GenesisCommand) -> Result<()> {
+    match command {
+        GenesisCommand::Check { file, json } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let genesis =
+                Genesis::from_toml(&text).with_context(|| format!("in {}", file.display()))?;
+            let total_power = genesis.total_power();
+            let report = Report {
+                file: file.display().to_string(),
+                genesis_hash: genesis.hash().to_hex(),
+                validators: genesis.validators().count(),
+                total_power,
+                quorum_power: quorum(total_power),
+                genesis: &genesis,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_table(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The least power that is more than 2/3 of `total`.
+fn quorum(total: u64) -> u64 {
+    ((total as u128 * 2) / 3 + 1) as u64
+}
+
+fn print_table(report: &Report) {
+    let genesis = report.genesis;
+    println!("genesis      {}  (valid)", report.file);
+    println!("hash         {}", report.genesis_hash);
+    println!("chain id     {}", genesis.chain_id);
+    println!(
+        "currency     {} ({} decimal places)",
+        genesis.currency.code, genesis.currency.minor_units
+    );
+    println!(
+        "validators   {} of {} nodes, total power {}, quorum {}",
+        report.validators,
+        genesis.nodes.len(),
+        report.total_power,
+        report.quorum_power
+    );
+    println!();
+    println!("FIRM                 NAME                                  ADMIN KEY");
+    for firm in &genesis.firms {
+        let name = if firm.facilitator {
+            format!("{} (facilitator)", firm.name)
+        } else {
+            firm.name.clone()
+        };
+        println!("{:<20} {:<37} {}", firm.id, name, firm.admin_key);
+    }
+    println!();
+    println!("NODE                 FIRM                 VALIDATOR  POWER  SITE");
+    for node in &genesis.nodes {
+        let validator = if node.validator { "yes" } else { "no" };
+        println!(
+            "{:<20} {:<20} {:<10} {:>5}  {}",
+            node.id, node.firm, validator, node.power, node.site
+        );
+    }
+    println!();
+    println!("RESOURCE KIND        UNIT  CO2e g/UNIT  CLASS       EWC        NAME");
+    for kind in &genesis.resource_kinds {
+        let class = if kind.waste { "waste" } else { "by-product" };
+        println!(
+            "{:<20} {:<5} {:>11}  {:<11} {:<10} {}",
+            kind.id,
+            kind.unit.symbol(),
+            kind.emission_factor_g,
+            class,
+            kind.ewc_code.as_deref().unwrap_or("-"),
+            kind.name
+        );
+    }
+}

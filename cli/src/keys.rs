@@ -1,0 +1,79 @@
+//! `symbiont keys`: generate and inspect key files.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde::Serialize;
+use symbiont_contracts::keys::Keypair;
+
+use crate::keyfile;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new ed25519 key into a PKCS#8 PEM file (mode 0600).
+    ///
+    /// The same file serves a firm admin, an operator, a meter or a node (a
+    /// node's key is also its libp2p identity). Put the printed public key
+    /// into genesis or an authorization transaction; keep the file secret.
+    Gen {
+        /// Where to write the key file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the public key and libp2p PeerId of a key file.
+    Show {
+        /// The key file (PKCS#8 PEM).
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct KeyInfo {
+    file: String,
+    public_key: String,
+    peer_id: String,
+}
+
+pub fn run(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Gen { out, force, json } => {
+            let keypair = keyfile::generate()?;
+            keyfile::write(&out, &keypair, force)?;
+            print(&info(&out, &keypair), json)
+        }
+        KeysCommand::Show { file, json } => {
+            let keypair = keyfile::read(&file)?;
+            print(&info(&file, &keypair), json)
+        }
+    }
+}
+
+fn info(path: &std::path::Path, keypair: &Keypair) -> KeyInfo {
+    let public = keypair.public();
+    KeyInfo {
+        file: path.display().to_string(),
+        public_key: public.to_string(),
+        peer_id: public.peer_id(),
+    }
+}
+
+fn print(info: &KeyInfo, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+    } else {
+        println!("file        {}", info.file);
+        println!("public key  {}", info.public_key);
+        println!("peer id     {}", info.peer_id);
+    }
+    Ok(())
+}
