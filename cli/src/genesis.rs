@@ -82,14 +82,26 @@ fn print_table(report: &Report) {
         report.quorum_power
     );
     println!();
-    println!("FIRM                 NAME                                  ADMIN KEY");
-    for firm in &genesis.firms {
-        let name = if firm.facilitator {
-            format!("{} (facilitator)", firm.name)
-        } else {
-            firm.name.clone()
-        };
-        println!("{:<20} {:<37} {}", firm.id, name, firm.admin_key);
+    let names: Vec<String> = genesis
+        .firms
+        .iter()
+        .map(|firm| {
+            if firm.facilitator {
+                format!("{} (facilitator)", firm.name)
+            } else {
+                firm.name.clone()
+            }
+        })
+        .collect();
+    let width = names
+        .iter()
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    println!("{:<20} {:<width$}  ADMIN KEY", "FIRM", "NAME");
+    for (firm, name) in genesis.firms.iter().zip(&names) {
+        println!("{:<20} {:<width$}  {}", firm.id, name, firm.admin_key);
     }
     println!();
     println!("NODE                 FIRM                 VALIDATOR  POWER  SITE");
