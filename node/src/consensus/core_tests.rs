@@ -1,0 +1,643 @@
+//! One or more tests per rule of the algorithm, driving a single validator
+//! with plain votes and proposals for values "red" and "blue".
+
+use std::sync::Arc;
+
+use super::core::{Core, Input, Output, Params};
+use super::types::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Colors;
+
+impl Context for Colors {
+    type Address = String;
+    type Value = String;
+    type ValueId = String;
+    type Signature = ();
+    fn value_id(value: &String) -> String {
+        value.clone()
+    }
+    fn verify(_: &String, _: &[u8], _: &()) -> bool {
+        true
+    }
+}
+
+const H: Height = 1;
+
+fn v(i: u32) -> String {
+    format!("v{i}")
+}
+
+fn set(powers: &[u64]) -> ValidatorSet<Colors> {
+    ValidatorSet::new(
+        powers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (v(i as u32 + 1), *p)),
+    )
+    .unwrap()
+}
+
+/// Proposer of round r is v(r % 4 + 1): v1 proposes round 0, v2 round 1...
+fn rotating(_h: Height, r: Round) -> String {
+    v(r % 4 + 1)
+}
+
+/// Core for `me` among four validators of power 1, started at height 1.
+fn started(me: u32) -> (Core<Colors>, Vec<Output<Colors>>) {
+    let mut core = Core::new(
+        Params::default(),
+        set(&[1, 1, 1, 1]),
+        v(me),
+        H,
+        Arc::new(rotating),
+    );
+    let out = core.start().unwrap();
+    (core, out)
+}
+
+fn prevote(who: u32, round: Round, value: Option<&str>) -> Input<Colors> {
+    vote(who, round, VoteType::Prevote, value)
+}
+
+fn precommit(who: u32, round: Round, value: Option<&str>) -> Input<Colors> {
+    vote(who, round, VoteType::Precommit, value)
+}
+
+fn vote(who: u32, round: Round, vote_type: VoteType, value: Option<&str>) -> Input<Colors> {
+    Input::Vote(Vote {
+        height: H,
+        round,
+        vote_type,
+        value: value.map(str::to_string),
+        validator: v(who),
+    })
+}
+
+fn proposal(round: Round, value: &str, valid_round: Option<Round>, valid: bool) -> Input<Colors> {
+    Input::Proposal {
+        proposal: Proposal {
+            height: H,
+            round,
+            value: value.to_string(),
+            valid_round,
+            proposer: rotating(H, round),
+        },
+        valid,
+    }
+}
+
+fn votes_in(out: &[Output<Colors>]) -> Vec<(VoteType, Round, Option<String>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Vote(v) => Some((v.vote_type, v.round, v.value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timeouts_in(out: &[Output<Colors>]) -> Vec<(TimeoutKind, Round)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ScheduleTimeout { timeout, .. } => Some((timeout.kind, timeout.round)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timeout(round: Round, kind: TimeoutKind) -> Input<Colors> {
+    Input::Timeout(Timeout {
+        height: H,
+        round,
+        kind,
+    })
+}
+
+fn feed(core: &mut Core<Colors>, inputs: Vec<Input<Colors>>) -> Vec<Output<Colors>> {
+    inputs
+        .into_iter()
+        .flat_map(|i| core.handle(i).unwrap())
+        .collect()
+}
+
+/// Moves `me` (not the proposer of round 0 or 1) to round 1 locked on
+/// "red": proposal red in round 0, 2f+1 prevotes red, then precommit
+/// timeout.
+fn locked_on_red_in_round_1(me: u32) -> Core<Colors> {
+    let (mut core, _) = started(me);
+    let others: Vec<u32> = (1..=4).filter(|i| *i != me).collect();
+    let mut inputs = vec![proposal(0, "red", None, true)];
+    inputs.extend(others.iter().take(2).map(|i| prevote(*i, 0, Some("red"))));
+    let out = feed(&mut core, inputs);
+    assert!(votes_in(&out).contains(&(VoteType::Precommit, 0, Some("red".into()))));
+    // The host may deliver a precommit timeout without L47 having fired
+    // here (it fired elsewhere before a crash, say); the core accepts it.
+    feed(&mut core, vec![timeout(0, TimeoutKind::Precommit)]);
+    assert_eq!(core.round(), 1);
+    assert_eq!(
+        core.locked().map(|(r, v)| (*r, v.as_str())),
+        Some((0, "red"))
+    );
+    core
+}
+
+#[test]
+fn l11_proposer_requests_a_value_and_proposes_it() {
+    let (mut core, out) = started(1);
+    assert!(out.contains(&Output::RequestValue {
+        height: H,
+        round: 0
+    }));
+    assert!(timeouts_in(&out).contains(&(TimeoutKind::Propose, 0)));
+    let out = core
+        .handle(Input::ProposeValue {
+            height: H,
+            round: 0,
+            value: "red".into(),
+        })
+        .unwrap();
+    // The proposal goes out, then the proposer's own prevote for it (L22).
+    assert!(matches!(&out[0], Output::Propose(p) if p.value == "red" && p.valid_round.is_none()));
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 0, Some("red".into()))]
+    );
+    // A second answer for the same round is ignored.
+    let out = core
+        .handle(Input::ProposeValue {
+            height: H,
+            round: 0,
+            value: "blue".into(),
+        })
+        .unwrap();
+    assert!(out.is_empty());
+}
+
+#[test]
+fn l11_non_proposer_only_schedules_propose_timeout() {
+    let (_, out) = started(2);
+    assert_eq!(timeouts_in(&out), vec![(TimeoutKind::Propose, 0)]);
+    assert!(!out.iter().any(|o| matches!(o, Output::RequestValue { .. })));
+}
+
+#[test]
+fn l22_prevotes_valid_fresh_proposal() {
+    let (mut core, _) = started(2);
+    let out = feed(&mut core, vec![proposal(0, "red", None, true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 0, Some("red".into()))]
+    );
+    assert_eq!(core.step(), Step::Prevote);
+}
+
+#[test]
+fn l22_prevotes_nil_for_invalid_proposal() {
+    let (mut core, _) = started(2);
+    let out = feed(&mut core, vec![proposal(0, "red", None, false)]);
+    assert_eq!(votes_in(&out), vec![(VoteType::Prevote, 0, None)]);
+}
+
+#[test]
+fn l22_ignores_proposal_from_wrong_proposer() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![Input::Proposal {
+            proposal: Proposal {
+                height: H,
+                round: 0,
+                value: "red".into(),
+                valid_round: None,
+                proposer: v(3),
+            },
+            valid: true,
+        }],
+    );
+    assert!(votes_in(&out).is_empty());
+    assert_eq!(core.step(), Step::Propose);
+}
+
+#[test]
+fn l22_locked_validator_prevotes_nil_for_other_value() {
+    let mut core = locked_on_red_in_round_1(3);
+    let out = feed(&mut core, vec![proposal(1, "blue", None, true)]);
+    assert_eq!(votes_in(&out), vec![(VoteType::Prevote, 1, None)]);
+}
+
+#[test]
+fn l22_locked_validator_prevotes_its_locked_value() {
+    let mut core = locked_on_red_in_round_1(3);
+    let out = feed(&mut core, vec![proposal(1, "red", None, true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 1, Some("red".into()))]
+    );
+}
+
+#[test]
+fn l22_broken_switch_ignores_the_lock() {
+    let mut core = locked_on_red_in_round_1(3);
+    core.ignore_lock = true;
+    let out = feed(&mut core, vec![proposal(1, "blue", None, true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 1, Some("blue".into()))]
+    );
+}
+
+#[test]
+fn l28_prevotes_reproposal_with_polka_in_valid_round() {
+    let mut core = locked_on_red_in_round_1(3);
+    // Round 1: "blue" re-proposed from round 0 needs 2f+1 prevotes for blue
+    // in round 0; without them, nothing happens.
+    let out = feed(&mut core, vec![proposal(1, "blue", Some(0), true)]);
+    assert!(votes_in(&out).is_empty());
+    // Locked in round 0 on red; a polka for red in round 0 re-proposed: vote.
+    let out = feed(&mut core, vec![proposal(1, "red", Some(0), true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 1, Some("red".into()))]
+    );
+}
+
+#[test]
+fn l28_unlocks_when_valid_round_is_not_below_lock() {
+    // Locked on red in round 0; in round 2 blue is re-proposed with a polka
+    // from round 1 >= lockedRound: prevote blue.
+    let mut core = locked_on_red_in_round_1(4);
+    let out = feed(
+        &mut core,
+        vec![
+            prevote(1, 1, Some("blue")),
+            prevote(2, 1, Some("blue")),
+            prevote(3, 1, Some("blue")),
+            timeout(1, TimeoutKind::Propose),
+            precommit(1, 1, None),
+            precommit(2, 1, None),
+            timeout(1, TimeoutKind::Precommit),
+        ],
+    );
+    assert_eq!(core.round(), 2);
+    assert!(votes_in(&out).contains(&(VoteType::Prevote, 1, None)));
+    let out = feed(&mut core, vec![proposal(2, "blue", Some(1), true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 2, Some("blue".into()))]
+    );
+}
+
+#[test]
+fn l28_invalid_reproposal_gets_nil() {
+    let (mut core, _) = started(3);
+    feed(
+        &mut core,
+        vec![
+            prevote(1, 0, Some("red")),
+            prevote(2, 0, Some("red")),
+            prevote(4, 0, Some("red")),
+            timeout(0, TimeoutKind::Propose),
+            precommit(1, 0, None),
+            precommit(2, 0, None),
+            timeout(0, TimeoutKind::Precommit),
+        ],
+    );
+    let out = feed(&mut core, vec![proposal(1, "red", Some(0), false)]);
+    assert_eq!(votes_in(&out), vec![(VoteType::Prevote, 1, None)]);
+}
+
+#[test]
+fn l34_prevote_timeout_once_on_any_quorum() {
+    let (mut core, _) = started(2);
+    feed(&mut core, vec![proposal(0, "red", None, true)]);
+    let out = feed(
+        &mut core,
+        vec![prevote(1, 0, None), prevote(3, 0, Some("blue"))],
+    );
+    assert_eq!(timeouts_in(&out), vec![(TimeoutKind::Prevote, 0)]);
+    let out = feed(&mut core, vec![prevote(4, 0, Some("green"))]);
+    assert!(timeouts_in(&out).is_empty(), "fires only once");
+}
+
+#[test]
+fn l36_locks_and_precommits_on_polka() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            proposal(0, "red", None, true),
+            prevote(1, 0, Some("red")),
+            prevote(3, 0, Some("red")),
+        ],
+    );
+    assert!(votes_in(&out).contains(&(VoteType::Precommit, 0, Some("red".into()))));
+    assert_eq!(core.locked(), Some(&(0, "red".to_string())));
+    assert_eq!(core.valid(), Some(&(0, "red".to_string())));
+    assert_eq!(core.step(), Step::Precommit);
+}
+
+#[test]
+fn l36_polka_before_proposal_fires_when_proposal_arrives() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            prevote(1, 0, Some("red")),
+            prevote(3, 0, Some("red")),
+            prevote(4, 0, Some("red")),
+        ],
+    );
+    assert!(votes_in(&out).is_empty());
+    let out = feed(&mut core, vec![proposal(0, "red", None, true)]);
+    assert_eq!(
+        votes_in(&out),
+        vec![
+            (VoteType::Prevote, 0, Some("red".into())),
+            (VoteType::Precommit, 0, Some("red".into()))
+        ]
+    );
+}
+
+#[test]
+fn l36_in_precommit_step_updates_valid_but_not_lock() {
+    let (mut core, _) = started(2);
+    feed(
+        &mut core,
+        vec![
+            proposal(0, "red", None, true),
+            timeout(0, TimeoutKind::Prevote),
+        ],
+    );
+    assert_eq!(core.step(), Step::Precommit, "L61 precommitted nil");
+    let out = feed(
+        &mut core,
+        vec![prevote(1, 0, Some("red")), prevote(3, 0, Some("red"))],
+    );
+    assert!(votes_in(&out).is_empty());
+    assert_eq!(core.locked(), None);
+    assert_eq!(core.valid(), Some(&(0, "red".to_string())));
+}
+
+#[test]
+fn equivocating_and_duplicate_votes_are_not_counted_twice() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![prevote(1, 0, None), prevote(1, 0, Some("red"))],
+    );
+    assert!(matches!(&out[..], [Output::Equivocation { first, second }]
+        if first.value.is_none() && second.value.as_deref() == Some("red")));
+    let out = feed(&mut core, vec![prevote(1, 0, None)]);
+    assert!(out.is_empty(), "duplicate");
+    assert_eq!(core.keeper().power_any(0, VoteType::Prevote), 1);
+    assert_eq!(core.keeper().power_for(0, VoteType::Prevote, &None), 1);
+}
+
+#[test]
+fn l44_precommits_nil_on_nil_polka() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            timeout(0, TimeoutKind::Propose),
+            prevote(1, 0, None),
+            prevote(3, 0, None),
+        ],
+    );
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 0, None), (VoteType::Precommit, 0, None)]
+    );
+}
+
+#[test]
+fn l47_precommit_timeout_once_on_any_quorum() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            precommit(1, 0, None),
+            precommit(3, 0, Some("red")),
+            precommit(4, 0, Some("blue")),
+        ],
+    );
+    assert_eq!(timeouts_in(&out), vec![(TimeoutKind::Precommit, 0)]);
+    assert_eq!(core.step(), Step::Propose, "L47 does not change the step");
+}
+
+#[test]
+fn l49_decides_with_certificate_signers() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            precommit(1, 0, Some("red")),
+            precommit(3, 0, Some("red")),
+            precommit(4, 0, Some("red")),
+            proposal(0, "red", None, true),
+        ],
+    );
+    let decide = out.iter().find_map(|o| match o {
+        Output::Decide {
+            round,
+            value,
+            precommits,
+            ..
+        } => Some((*round, value.clone(), precommits.clone())),
+        _ => None,
+    });
+    assert_eq!(decide, Some((0, "red".to_string(), vec![v(1), v(3), v(4)])));
+    assert_eq!(core.step(), Step::Decided);
+    // Nothing more at this height.
+    assert!(feed(&mut core, vec![timeout(0, TimeoutKind::Propose)]).is_empty());
+}
+
+#[test]
+fn l49_decides_value_of_an_earlier_round() {
+    let mut core = locked_on_red_in_round_1(3);
+    let out = feed(
+        &mut core,
+        vec![precommit(1, 0, Some("red")), precommit(2, 0, Some("red"))],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Decide { round: 0, .. }))
+    );
+}
+
+#[test]
+fn l49_does_not_decide_invalid_value() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            proposal(0, "red", None, false),
+            precommit(1, 0, Some("red")),
+            precommit(3, 0, Some("red")),
+            precommit(4, 0, Some("red")),
+        ],
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Decide { .. })));
+}
+
+#[test]
+fn l55_skips_to_round_with_one_third_of_power() {
+    let (mut core, _) = started(2);
+    let out = feed(&mut core, vec![prevote(1, 5, None)]);
+    assert_eq!(core.round(), 0, "1/4 of the power is not enough");
+    assert!(out.is_empty());
+    let out = feed(&mut core, vec![precommit(3, 5, None)]);
+    assert_eq!(core.round(), 5);
+    assert_eq!(timeouts_in(&out), vec![(TimeoutKind::Propose, 5)]);
+}
+
+#[test]
+fn l55_counts_power_not_heads() {
+    // v1 has power 3 of 6: its vote alone is more than 1/3.
+    let mut core = Core::new(
+        Params::default(),
+        set(&[3, 1, 1, 1]),
+        v(2),
+        H,
+        Arc::new(rotating),
+    );
+    core.start().unwrap();
+    feed(&mut core, vec![prevote(1, 2, None)]);
+    assert_eq!(core.round(), 2);
+}
+
+#[test]
+fn l57_propose_timeout_prevotes_nil() {
+    let (mut core, _) = started(2);
+    let out = feed(&mut core, vec![timeout(0, TimeoutKind::Propose)]);
+    assert_eq!(votes_in(&out), vec![(VoteType::Prevote, 0, None)]);
+    // Stale timeouts (wrong round) are ignored.
+    assert!(feed(&mut core, vec![timeout(3, TimeoutKind::Propose)]).is_empty());
+}
+
+#[test]
+fn l61_prevote_timeout_precommits_nil() {
+    let (mut core, _) = started(2);
+    feed(&mut core, vec![timeout(0, TimeoutKind::Propose)]);
+    let out = feed(&mut core, vec![timeout(0, TimeoutKind::Prevote)]);
+    assert_eq!(votes_in(&out), vec![(VoteType::Precommit, 0, None)]);
+    assert!(feed(&mut core, vec![timeout(0, TimeoutKind::Prevote)]).is_empty());
+}
+
+#[test]
+fn l65_precommit_timeout_starts_next_round_with_longer_timeouts() {
+    let (mut core, out0) = started(3);
+    let first = out0.iter().find_map(|o| match o {
+        Output::ScheduleTimeout { duration_ms, .. } => Some(*duration_ms),
+        _ => None,
+    });
+    let out = feed(&mut core, vec![timeout(0, TimeoutKind::Precommit)]);
+    assert_eq!(core.round(), 1);
+    let second = out.iter().find_map(|o| match o {
+        Output::ScheduleTimeout { duration_ms, .. } => Some(*duration_ms),
+        _ => None,
+    });
+    assert!(second > first, "{second:?} > {first:?}");
+}
+
+#[test]
+fn proposer_reproposes_valid_value_with_valid_round() {
+    // v2 proposes round 1; it saw a polka for red in round 0.
+    let (mut core, _) = started(2);
+    feed(
+        &mut core,
+        vec![
+            proposal(0, "red", None, true),
+            prevote(1, 0, Some("red")),
+            prevote(3, 0, Some("red")),
+            precommit(1, 0, None),
+            precommit(3, 0, None),
+        ],
+    );
+    let out = feed(&mut core, vec![timeout(0, TimeoutKind::Precommit)]);
+    let proposed = out.iter().find_map(|o| match o {
+        Output::Propose(p) => Some((p.round, p.value.clone(), p.valid_round)),
+        _ => None,
+    });
+    assert_eq!(proposed, Some((1, "red".to_string(), Some(0))));
+    assert!(!out.iter().any(|o| matches!(o, Output::RequestValue { .. })));
+}
+
+#[test]
+fn votes_from_non_validators_and_other_heights_are_ignored() {
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            prevote(9, 0, None),
+            Input::Vote(Vote {
+                height: 2,
+                round: 0,
+                vote_type: VoteType::Prevote,
+                value: None,
+                validator: v(1),
+            }),
+        ],
+    );
+    assert!(out.is_empty());
+    assert_eq!(core.keeper().power_any(0, VoteType::Prevote), 0);
+}
+
+#[test]
+fn next_height_resets_lock_and_starts_round_zero() {
+    let mut core = locked_on_red_in_round_1(3);
+    let out = core
+        .handle(Input::StartHeight {
+            height: 2,
+            validators: set(&[1, 1, 1, 1]),
+            excluded_proposers: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        (core.height(), core.round(), core.step()),
+        (2, 0, Step::Propose)
+    );
+    assert_eq!(core.locked(), None);
+    assert_eq!(timeouts_in(&out), vec![(TimeoutKind::Propose, 0)]);
+}
+
+#[test]
+fn round_overflow_is_an_error() {
+    let (mut core, _) = started(2);
+    core.force_round(Round::MAX);
+    let result = core.handle(timeout(Round::MAX, TimeoutKind::Precommit));
+    assert_eq!(result, Err(ConsensusError::RoundOverflow));
+}
+
+#[test]
+fn votes_too_far_ahead_are_dropped() {
+    let (mut core, _) = started(2);
+    feed(
+        &mut core,
+        vec![prevote(1, Round::MAX, None), prevote(3, Round::MAX, None)],
+    );
+    assert_eq!(core.round(), 0);
+    assert_eq!(core.keeper().power_any(Round::MAX, VoteType::Prevote), 0);
+}
+
+#[test]
+fn validator_set_thresholds_are_weighted() {
+    let s = set(&[5, 2, 2, 1]);
+    assert_eq!(s.total_power(), 10);
+    assert!(!s.is_quorum(6));
+    assert!(s.is_quorum(7));
+    assert!(!s.is_one_third(3));
+    assert!(s.is_one_third(4));
+    assert_eq!(
+        ValidatorSet::<Colors>::new([(v(1), u64::MAX), (v(2), 1)]),
+        Err(ConsensusError::PowerOverflow)
+    );
+    assert_eq!(
+        ValidatorSet::<Colors>::new([(v(1), 1), (v(1), 1)]),
+        Err(ConsensusError::DuplicateValidator)
+    );
+    assert_eq!(
+        ValidatorSet::<Colors>::new([(v(1), 0)]),
+        Err(ConsensusError::InvalidValidatorSet)
+    );
+}

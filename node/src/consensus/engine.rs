@@ -1,0 +1,653 @@
+//! The signed layer around the core: checks signatures at the boundary,
+//! records inputs in the WAL, signs the core's messages through the
+//! sign-state guard (persist, then sync the WAL, then send), builds commit
+//! certificates and equivocation evidence, and recovers after a crash by
+//! replaying the WAL into a fresh core.
+//!
+//! Storage is behind traits (`SignStateStore`, `WalStorage`) so the
+//! simulator can model crashes that lose unsynced writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use symbiont_contracts::codec;
+
+use super::core::{Core, Input, Output, Params};
+use super::keeper::MAX_ROUND_LOOKAHEAD;
+use super::proposer::ProposerSelector;
+use super::signed::{
+    CommitCertificate, DuplicateVoteEvidence, Message, SignedProposal, SignedVote,
+    proposal_sign_bytes, vote_sign_bytes,
+};
+use super::signer::{SignError, SignGuard, SignStep, StoreError};
+use super::types::{ConsensusError, Context, Height, Round, Timeout, ValidatorSet, VoteType};
+use super::wal::{Wal, WalEntry, WalError, WalStorage};
+
+/// Messages for the next height kept until it starts.
+pub const MAX_FUTURE_MESSAGES: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineInput<C: Context> {
+    StartHeight {
+        height: Height,
+        validators: ValidatorSet<C>,
+        excluded_proposers: Vec<C::Address>,
+    },
+    /// A proposal from the network with the application's verdict.
+    Proposal {
+        proposal: SignedProposal<C>,
+        valid: bool,
+    },
+    Vote(SignedVote<C>),
+    /// A decided value and its certificate, from a peer (catch-up).
+    Commit {
+        value: C::Value,
+        certificate: CommitCertificate<C>,
+    },
+    ProposeValue {
+        height: Height,
+        round: Round,
+        value: C::Value,
+    },
+    Timeout(Timeout),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineOutput<C: Context> {
+    /// Send to every validator. Already signed, persisted and synced.
+    Broadcast(Message<C>),
+    ScheduleTimeout {
+        timeout: Timeout,
+        duration_ms: u64,
+    },
+    RequestValue {
+        height: Height,
+        round: Round,
+    },
+    /// Commit `value` (durably), then send `StartHeight` for the next height.
+    Decided {
+        value: C::Value,
+        certificate: CommitCertificate<C>,
+    },
+    Evidence(DuplicateVoteEvidence<C>),
+    /// `peer` sent a message for `height`, which we have decided: send it
+    /// that height's commit.
+    PeerBehind {
+        peer: C::Address,
+        height: Height,
+    },
+}
+
+/// Fatal errors: the validator must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+pub struct Engine<C: Context> {
+    chain_id: String,
+    core: Core<C>,
+    guard: SignGuard<C>,
+    wal: Wal<C>,
+    /// Verified votes of the current height, one per slot.
+    votes: BTreeMap<(Round, VoteType, C::Address), SignedVote<C>>,
+    /// Slots already reported as equivocation.
+    equivocations: BTreeSet<(Round, VoteType, C::Address)>,
+    /// Hashes of proposals seen at this height.
+    proposals_seen: BTreeSet<[u8; 32]>,
+    /// Messages we signed at this height.
+    own: BTreeMap<(Round, SignStep), Message<C>>,
+    /// Inputs for the next height.
+    future: Vec<EngineInput<C>>,
+    decided: bool,
+    replaying: bool,
+    /// Signatures the guard refused (expected only after a crash).
+    pub refused_signatures: u64,
+}
+
+impl<C: Context> Engine<C> {
+    /// Recovers a validator whose last committed height is
+    /// `committed_height`: replays the WAL if it holds the next height,
+    /// else starts that height afresh. Returns the outputs to execute
+    /// (timeouts to schedule, messages to send again, perhaps a decision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn recover(
+        chain_id: String,
+        params: Params,
+        selector: Arc<dyn ProposerSelector<C>>,
+        guard: SignGuard<C>,
+        wal_storage: Box<dyn WalStorage>,
+        committed_height: Height,
+        validators: ValidatorSet<C>,
+        excluded_proposers: Vec<C::Address>,
+    ) -> Result<(Self, Vec<EngineOutput<C>>), EngineError> {
+        let height = committed_height
+            .checked_add(1)
+            .ok_or(ConsensusError::HeightOverflow)?;
+        let mut wal = Wal::new(wal_storage);
+        let replay = wal.replay()?;
+        let core = Core::new(
+            params,
+            validators.clone(),
+            guard.address(),
+            height,
+            selector,
+        );
+        let mut engine = Self {
+            chain_id,
+            core,
+            guard,
+            wal,
+            votes: BTreeMap::new(),
+            equivocations: BTreeSet::new(),
+            proposals_seen: BTreeSet::new(),
+            own: BTreeMap::new(),
+            future: Vec::new(),
+            decided: false,
+            replaying: false,
+            refused_signatures: 0,
+        };
+        let mut entries = replay.entries.into_iter();
+        let resumable = matches!(
+            entries.clone().next(),
+            Some(WalEntry::StartHeight { height: h, .. }) if h == height
+        );
+        if !resumable {
+            let out = engine.handle(EngineInput::StartHeight {
+                height,
+                validators,
+                excluded_proposers,
+            })?;
+            return Ok((engine, out));
+        }
+        let Some(WalEntry::StartHeight {
+            validators,
+            excluded_proposers,
+            ..
+        }) = entries.next()
+        else {
+            unreachable!("checked above")
+        };
+        let rest: Vec<WalEntry<C>> = entries.collect();
+        engine.replaying = true;
+        // First our own signed messages, so the replayed core's messages
+        // reuse their signatures instead of asking the guard again.
+        for entry in &rest {
+            match entry {
+                WalEntry::OwnProposal(p) => {
+                    engine.own.insert(
+                        (p.proposal.round, SignStep::Proposal),
+                        Message::Proposal(p.clone()),
+                    );
+                }
+                WalEntry::OwnVote(v) => {
+                    engine.own.insert(
+                        (v.vote.round, step_of(v.vote.vote_type)),
+                        Message::Vote(v.clone()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let mut out = engine.start_height(height, validators, excluded_proposers)?;
+        for entry in rest {
+            let input = match entry {
+                WalEntry::Proposal { proposal, valid } => EngineInput::Proposal { proposal, valid },
+                WalEntry::Vote(vote) => EngineInput::Vote(vote),
+                WalEntry::ProposeValue {
+                    height,
+                    round,
+                    value,
+                } => EngineInput::ProposeValue {
+                    height,
+                    round,
+                    value,
+                },
+                WalEntry::Timeout(timeout) => EngineInput::Timeout(timeout),
+                WalEntry::OwnProposal(_) | WalEntry::OwnVote(_) | WalEntry::StartHeight { .. } => {
+                    continue;
+                }
+            };
+            out.extend(engine.handle(input)?);
+        }
+        engine.replaying = false;
+        engine.wal.sync()?;
+        Ok((engine, out))
+    }
+
+    pub fn core(&self) -> &Core<C> {
+        &self.core
+    }
+
+    pub fn height(&self) -> Height {
+        self.core.height()
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    pub fn guard(&self) -> &SignGuard<C> {
+        &self.guard
+    }
+
+    /// Handles one input; outputs are to be executed in order.
+    pub fn handle(&mut self, input: EngineInput<C>) -> Result<Vec<EngineOutput<C>>, EngineError> {
+        let mut out = Vec::new();
+        match input {
+            EngineInput::StartHeight {
+                height,
+                validators,
+                excluded_proposers,
+            } => {
+                out = self.start_height(height, validators, excluded_proposers)?;
+                for input in std::mem::take(&mut self.future) {
+                    out.extend(self.handle(input)?);
+                }
+            }
+            EngineInput::Vote(vote) => self.on_vote(vote, &mut out)?,
+            EngineInput::Proposal { proposal, valid } => {
+                self.on_proposal(proposal, valid, &mut out)?
+            }
+            EngineInput::Commit { value, certificate } => {
+                self.on_commit(value, certificate, &mut out)
+            }
+            EngineInput::ProposeValue {
+                height,
+                round,
+                value,
+            } => {
+                if height == self.height() && !self.decided {
+                    self.record(WalEntry::ProposeValue {
+                        height,
+                        round,
+                        value: value.clone(),
+                    })?;
+                    let outputs = self.core.handle(Input::ProposeValue {
+                        height,
+                        round,
+                        value,
+                    })?;
+                    self.execute(outputs, &mut out)?;
+                }
+            }
+            EngineInput::Timeout(timeout) => {
+                if timeout.height == self.height() && !self.decided {
+                    self.record(WalEntry::Timeout(timeout))?;
+                    let outputs = self.core.handle(Input::Timeout(timeout))?;
+                    self.execute(outputs, &mut out)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Our own signed messages of this height worth sending again (current
+    /// and previous round), and the prevotes justifying our valid value.
+    pub fn rebroadcast(&self) -> Vec<Message<C>> {
+        let from_round = self.core.round().saturating_sub(1);
+        let mut messages: Vec<Message<C>> = self
+            .own
+            .range((from_round, SignStep::Proposal)..)
+            .map(|(_, m)| m.clone())
+            .collect();
+        if let Some((valid_round, value)) = self.core.valid() {
+            let id = Some(C::value_id(value));
+            messages.extend(
+                self.votes
+                    .iter()
+                    .filter(|((r, t, _), v)| {
+                        *r == *valid_round && *t == VoteType::Prevote && v.vote.value == id
+                    })
+                    .map(|(_, v)| Message::Vote(v.clone())),
+            );
+        }
+        messages
+    }
+
+    fn record(&mut self, entry: WalEntry<C>) -> Result<(), EngineError> {
+        if !self.replaying {
+            self.wal.append(&entry)?;
+        }
+        Ok(())
+    }
+
+    fn start_height(
+        &mut self,
+        height: Height,
+        validators: ValidatorSet<C>,
+        excluded_proposers: Vec<C::Address>,
+    ) -> Result<Vec<EngineOutput<C>>, EngineError> {
+        if !self.replaying {
+            self.wal.start_height(&WalEntry::StartHeight {
+                height,
+                validators: validators.clone(),
+                excluded_proposers: excluded_proposers.clone(),
+            })?;
+            self.own.clear();
+        }
+        self.votes.clear();
+        self.equivocations.clear();
+        self.proposals_seen.clear();
+        self.decided = false;
+        self.future.retain(|i| input_height(i) == Some(height));
+        let outputs = self.core.handle(Input::StartHeight {
+            height,
+            validators,
+            excluded_proposers,
+        })?;
+        let mut out = Vec::new();
+        self.execute(outputs, &mut out)?;
+        Ok(out)
+    }
+
+    /// Routes by height: the current one is processed, the next one is
+    /// buffered, an older one tells us the sender is behind.
+    fn route(
+        &mut self,
+        height: Height,
+        sender: &C::Address,
+        input: &EngineInput<C>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> bool {
+        let current = self.height();
+        if height == current {
+            return !self.decided;
+        }
+        if height == current.saturating_add(1) {
+            if self.future.len() < MAX_FUTURE_MESSAGES {
+                self.future.push(input.clone());
+            }
+        } else if height < current && self.core.validators().contains(sender) {
+            out.push(EngineOutput::PeerBehind {
+                peer: sender.clone(),
+                height,
+            });
+        }
+        false
+    }
+
+    fn on_vote(
+        &mut self,
+        signed: SignedVote<C>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        let vote = &signed.vote;
+        if !self.route(
+            vote.height,
+            &vote.validator.clone(),
+            &EngineInput::Vote(signed.clone()),
+            out,
+        ) {
+            return Ok(());
+        }
+        if !self.core.validators().contains(&vote.validator)
+            || vote.round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
+            || !signed.verify(&self.chain_id)
+        {
+            return Ok(());
+        }
+        let slot = (vote.round, vote.vote_type, vote.validator.clone());
+        if let Some(existing) = self.votes.get(&slot) {
+            if existing.vote != signed.vote && self.equivocations.insert(slot) {
+                out.push(EngineOutput::Evidence(DuplicateVoteEvidence::new(
+                    existing.clone(),
+                    signed,
+                )));
+            }
+            return Ok(());
+        }
+        self.votes.insert(slot, signed.clone());
+        self.record(WalEntry::Vote(signed.clone()))?;
+        let outputs = self.core.handle(Input::Vote(signed.vote))?;
+        self.execute(outputs, out)
+    }
+
+    fn on_proposal(
+        &mut self,
+        signed: SignedProposal<C>,
+        valid: bool,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        let proposal = &signed.proposal;
+        let input = EngineInput::Proposal {
+            proposal: signed.clone(),
+            valid,
+        };
+        if !self.route(proposal.height, &proposal.proposer.clone(), &input, out) {
+            return Ok(());
+        }
+        let hash = *blake3::hash(&codec::encode(&signed)).as_bytes();
+        if self.proposals_seen.contains(&hash)
+            || proposal.round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
+            || proposal.proposer != self.core.proposer(proposal.round)
+            || !signed.verify(&self.chain_id)
+        {
+            return Ok(());
+        }
+        self.proposals_seen.insert(hash);
+        self.record(WalEntry::Proposal {
+            proposal: signed.clone(),
+            valid,
+        })?;
+        let outputs = self.core.handle(Input::Proposal {
+            proposal: signed.proposal,
+            valid,
+        })?;
+        self.execute(outputs, out)
+    }
+
+    fn on_commit(
+        &mut self,
+        value: C::Value,
+        certificate: CommitCertificate<C>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) {
+        if self.decided
+            || certificate.height != self.height()
+            || C::value_id(&value) != certificate.value_id
+            || certificate
+                .verify(&self.chain_id, self.height(), self.core.validators())
+                .is_err()
+        {
+            return;
+        }
+        self.decided = true;
+        out.push(EngineOutput::Decided { value, certificate });
+    }
+
+    /// Executes the core's outputs: signs, records and syncs our messages
+    /// before they are sent; turns a decision into a certificate.
+    fn execute(
+        &mut self,
+        outputs: Vec<Output<C>>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        for output in outputs {
+            match output {
+                Output::Propose(proposal) => {
+                    let key = (proposal.round, SignStep::Proposal);
+                    let bytes = proposal_sign_bytes(&self.chain_id, &proposal);
+                    let reused = match self.own.get(&key) {
+                        Some(Message::Proposal(p)) if p.proposal == proposal => {
+                            Some(p.signature.clone())
+                        }
+                        Some(_) => {
+                            self.refused_signatures += 1;
+                            continue;
+                        }
+                        None => None,
+                    };
+                    let Some(signature) = self.signature(
+                        reused,
+                        proposal.height,
+                        proposal.round,
+                        SignStep::Proposal,
+                        &bytes,
+                    )?
+                    else {
+                        continue;
+                    };
+                    let signed = SignedProposal {
+                        proposal,
+                        signature,
+                    };
+                    self.send_own(
+                        key,
+                        Message::Proposal(signed.clone()),
+                        WalEntry::OwnProposal(signed),
+                        out,
+                    )?;
+                }
+                Output::Vote(vote) => {
+                    let key = (vote.round, step_of(vote.vote_type));
+                    let bytes = vote_sign_bytes(&self.chain_id, &vote);
+                    let reused = match self.own.get(&key) {
+                        Some(Message::Vote(v)) if v.vote == vote => Some(v.signature.clone()),
+                        Some(_) => {
+                            self.refused_signatures += 1;
+                            continue;
+                        }
+                        None => None,
+                    };
+                    let Some(signature) =
+                        self.signature(reused, vote.height, vote.round, key.1, &bytes)?
+                    else {
+                        continue;
+                    };
+                    let signed = SignedVote { vote, signature };
+                    self.votes.insert(
+                        (
+                            signed.vote.round,
+                            signed.vote.vote_type,
+                            signed.vote.validator.clone(),
+                        ),
+                        signed.clone(),
+                    );
+                    self.send_own(
+                        key,
+                        Message::Vote(signed.clone()),
+                        WalEntry::OwnVote(signed),
+                        out,
+                    )?;
+                }
+                Output::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => out.push(EngineOutput::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                }),
+                Output::RequestValue { height, round } => {
+                    out.push(EngineOutput::RequestValue { height, round })
+                }
+                Output::Decide {
+                    height,
+                    round,
+                    value,
+                    precommits,
+                } => self.decide(height, round, value, precommits, out),
+                // The signed layer reports equivocation with signatures.
+                Output::Equivocation { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn signature(
+        &mut self,
+        reused: Option<C::Signature>,
+        height: Height,
+        round: Round,
+        step: SignStep,
+        bytes: &[u8],
+    ) -> Result<Option<C::Signature>, EngineError> {
+        if let Some(signature) = reused {
+            return Ok(Some(signature));
+        }
+        match self.guard.sign(height, round, step, bytes) {
+            Ok(signature) => Ok(Some(signature)),
+            Err(e) if e.is_refusal() => {
+                self.refused_signatures += 1;
+                Ok(None)
+            }
+            Err(SignError::Store(e)) => Err(e.into()),
+            Err(_) => unreachable!("refusals handled above"),
+        }
+    }
+
+    /// Persist-before-send: the guard already stored the sign state; now
+    /// the WAL records the message and is synced, then it may leave.
+    fn send_own(
+        &mut self,
+        key: (Round, SignStep),
+        message: Message<C>,
+        entry: WalEntry<C>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        if !self.replaying {
+            self.wal.append(&entry)?;
+            self.wal.sync()?;
+        }
+        self.own.insert(key, message.clone());
+        out.push(EngineOutput::Broadcast(message));
+        Ok(())
+    }
+
+    fn decide(
+        &mut self,
+        height: Height,
+        round: Round,
+        value: C::Value,
+        precommits: Vec<C::Address>,
+        out: &mut Vec<EngineOutput<C>>,
+    ) {
+        let value_id = C::value_id(&value);
+        let signatures: Vec<(C::Address, C::Signature)> = precommits
+            .into_iter()
+            .filter_map(|address| {
+                let vote = self
+                    .votes
+                    .get(&(round, VoteType::Precommit, address.clone()))?;
+                (vote.vote.value.as_ref() == Some(&value_id))
+                    .then(|| (address, vote.signature.clone()))
+            })
+            .collect();
+        let certificate = CommitCertificate {
+            height,
+            round,
+            value_id,
+            signatures,
+        };
+        // Our own precommit may be missing if the guard refused it after a
+        // crash; then wait for a commit from a peer instead.
+        if certificate
+            .verify(&self.chain_id, height, self.core.validators())
+            .is_ok()
+        {
+            self.decided = true;
+            out.push(EngineOutput::Decided { value, certificate });
+        }
+    }
+}
+
+fn step_of(vote_type: VoteType) -> SignStep {
+    match vote_type {
+        VoteType::Prevote => SignStep::Prevote,
+        VoteType::Precommit => SignStep::Precommit,
+    }
+}
+
+fn input_height<C: Context>(input: &EngineInput<C>) -> Option<Height> {
+    match input {
+        EngineInput::Vote(v) => Some(v.vote.height),
+        EngineInput::Proposal { proposal, .. } => Some(proposal.proposal.height),
+        EngineInput::Commit { certificate, .. } => Some(certificate.height),
+        _ => None,
+    }
+}

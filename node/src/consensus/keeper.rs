@@ -1,0 +1,264 @@
+//! The vote keeper: counts voting power per (round, vote type, value) for one
+//! height, rejects duplicates, conflicting votes and votes from
+//! non-validators, and remembers which once-only thresholds already fired.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::types::{Context, Height, Power, Round, ValidatorSet, Vote, VoteType};
+
+/// Votes for rounds further than this beyond the current round are dropped,
+/// so a peer cannot make the keeper grow without bound. Gossip brings them
+/// again once the core is closer.
+pub const MAX_ROUND_LOOKAHEAD: Round = 64;
+
+/// Why a vote was not counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoteError<C: Context> {
+    WrongHeight,
+    NotValidator,
+    /// Same vote seen before: harmless, not counted twice.
+    Duplicate,
+    /// A different vote by the same validator at the same height, round and
+    /// type: equivocation. The first vote stays counted.
+    Conflicting {
+        first: Vote<C>,
+    },
+    TooFarAhead,
+}
+
+/// The once-only rules of the algorithm ("for the first time" in the paper).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OnceRule {
+    /// L34: schedule the prevote timeout.
+    PrevoteTimeout,
+    /// L36: lock / record the valid value.
+    Lock,
+    /// L47: schedule the precommit timeout.
+    PrecommitTimeout,
+}
+
+#[derive(Clone, Debug)]
+struct Tally<C: Context> {
+    by_validator: BTreeMap<C::Address, Option<C::ValueId>>,
+    by_value: BTreeMap<Option<C::ValueId>, Power>,
+    total: Power,
+}
+
+impl<C: Context> Default for Tally<C> {
+    fn default() -> Self {
+        Self {
+            by_validator: BTreeMap::new(),
+            by_value: BTreeMap::new(),
+            total: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RoundVotes<C: Context> {
+    prevotes: Tally<C>,
+    precommits: Tally<C>,
+    /// Distinct validators with any vote in this round, for L55.
+    voters: BTreeMap<C::Address, Power>,
+    voters_power: Power,
+}
+
+impl<C: Context> Default for RoundVotes<C> {
+    fn default() -> Self {
+        Self {
+            prevotes: Tally::default(),
+            precommits: Tally::default(),
+            voters: BTreeMap::new(),
+            voters_power: 0,
+        }
+    }
+}
+
+impl<C: Context> RoundVotes<C> {
+    fn tally(&self, vote_type: VoteType) -> &Tally<C> {
+        match vote_type {
+            VoteType::Prevote => &self.prevotes,
+            VoteType::Precommit => &self.precommits,
+        }
+    }
+}
+
+/// Counts the votes of one height.
+#[derive(Clone, Debug)]
+pub struct VoteKeeper<C: Context> {
+    height: Height,
+    validators: ValidatorSet<C>,
+    rounds: BTreeMap<Round, RoundVotes<C>>,
+    fired: BTreeSet<(Round, OnceRule)>,
+}
+
+impl<C: Context> VoteKeeper<C> {
+    pub fn new(height: Height, validators: ValidatorSet<C>) -> Self {
+        Self {
+            height,
+            validators,
+            rounds: BTreeMap::new(),
+            fired: BTreeSet::new(),
+        }
+    }
+
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    pub fn validators(&self) -> &ValidatorSet<C> {
+        &self.validators
+    }
+
+    /// Counts `vote`. `current_round` bounds how far ahead votes are kept.
+    pub fn apply(&mut self, vote: Vote<C>, current_round: Round) -> Result<(), VoteError<C>> {
+        if vote.height != self.height {
+            return Err(VoteError::WrongHeight);
+        }
+        let power = self
+            .validators
+            .power_of(&vote.validator)
+            .ok_or(VoteError::NotValidator)?;
+        if vote.round > current_round.saturating_add(MAX_ROUND_LOOKAHEAD) {
+            return Err(VoteError::TooFarAhead);
+        }
+        let round_votes = self.rounds.entry(vote.round).or_default();
+        let tally = match vote.vote_type {
+            VoteType::Prevote => &mut round_votes.prevotes,
+            VoteType::Precommit => &mut round_votes.precommits,
+        };
+        if let Some(existing) = tally.by_validator.get(&vote.validator) {
+            if *existing == vote.value {
+                return Err(VoteError::Duplicate);
+            }
+            let first = Vote {
+                value: existing.clone(),
+                ..vote
+            };
+            return Err(VoteError::Conflicting { first });
+        }
+        // The validator set's total fits in a u64 (checked at construction)
+        // and each validator counts once per tally, so these sums cannot
+        // overflow; checked anyway, as a safety invariant.
+        tally
+            .by_validator
+            .insert(vote.validator.clone(), vote.value.clone());
+        let by_value = tally.by_value.entry(vote.value).or_insert(0);
+        *by_value = by_value
+            .checked_add(power)
+            .expect("power sum bounded by total");
+        tally.total = tally
+            .total
+            .checked_add(power)
+            .expect("power sum bounded by total");
+        assert!(tally.total <= self.validators.total_power());
+        if round_votes
+            .voters
+            .insert(vote.validator.clone(), power)
+            .is_none()
+        {
+            round_votes.voters_power = round_votes
+                .voters_power
+                .checked_add(power)
+                .expect("power sum bounded by total");
+        }
+        Ok(())
+    }
+
+    /// Power of the votes of `vote_type` in `round` for `value` (nil: `None`).
+    pub fn power_for(
+        &self,
+        round: Round,
+        vote_type: VoteType,
+        value: &Option<C::ValueId>,
+    ) -> Power {
+        self.rounds
+            .get(&round)
+            .and_then(|r| r.tally(vote_type).by_value.get(value).copied())
+            .unwrap_or(0)
+    }
+
+    /// Power of all votes of `vote_type` in `round`, whatever their value.
+    pub fn power_any(&self, round: Round, vote_type: VoteType) -> Power {
+        self.rounds
+            .get(&round)
+            .map(|r| r.tally(vote_type).total)
+            .unwrap_or(0)
+    }
+
+    /// 2f+1 votes of `vote_type` in `round` for `value`.
+    pub fn has_quorum_for(
+        &self,
+        round: Round,
+        vote_type: VoteType,
+        value: &Option<C::ValueId>,
+    ) -> bool {
+        self.validators
+            .is_quorum(self.power_for(round, vote_type, value))
+    }
+
+    /// 2f+1 votes of `vote_type` in `round` (any values).
+    pub fn has_quorum_any(&self, round: Round, vote_type: VoteType) -> bool {
+        self.validators.is_quorum(self.power_any(round, vote_type))
+    }
+
+    /// The value (not nil) with 2f+1 votes of `vote_type` in `round`, if any.
+    pub fn quorum_value(&self, round: Round, vote_type: VoteType) -> Option<C::ValueId> {
+        let tally = self.rounds.get(&round)?.tally(vote_type);
+        tally
+            .by_value
+            .iter()
+            .find(|(value, power)| value.is_some() && self.validators.is_quorum(**power))
+            .and_then(|(value, _)| value.clone())
+    }
+
+    /// Rounds with 2f+1 precommits for one value, in increasing order.
+    pub fn rounds_with_precommit_quorum(&self) -> Vec<(Round, C::ValueId)> {
+        self.rounds
+            .keys()
+            .filter_map(|round| {
+                self.quorum_value(*round, VoteType::Precommit)
+                    .map(|value| (*round, value))
+            })
+            .collect()
+    }
+
+    /// The highest round above `round` in which validators with more than
+    /// 1/3 of the power have voted (L55).
+    pub fn highest_skip_round(&self, round: Round) -> Option<Round> {
+        self.rounds
+            .range(round.saturating_add(1)..)
+            .rev()
+            .find(|(_, votes)| self.validators.is_one_third(votes.voters_power))
+            .map(|(r, _)| *r)
+    }
+
+    /// The validators that voted `value` with `vote_type` in `round`.
+    pub fn voters_for(
+        &self,
+        round: Round,
+        vote_type: VoteType,
+        value: &Option<C::ValueId>,
+    ) -> Vec<C::Address> {
+        self.rounds
+            .get(&round)
+            .map(|r| {
+                r.tally(vote_type)
+                    .by_validator
+                    .iter()
+                    .filter(|(_, v)| *v == value)
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Records that `rule` fired in `round`; true only the first time.
+    pub fn fire_once(&mut self, round: Round, rule: OnceRule) -> bool {
+        self.fired.insert((round, rule))
+    }
+
+    pub fn has_fired(&self, round: Round, rule: OnceRule) -> bool {
+        self.fired.contains(&(round, rule))
+    }
+}

@@ -1,0 +1,17 @@
+//! Consensus: a sans-I/O Tendermint core, its signed layer, crash-safe
+//! signing state and WAL. See `docs/consensus.md`.
+
+pub mod core;
+pub mod keeper;
+pub mod proposer;
+pub mod types;
+
+pub use self::core::{Core, Input, Output, Params};
+pub use self::proposer::{ProposerSelector, WeightedRoundRobin, absent_validators};
+pub use self::types::*;
+#[cfg(test)]
+mod core_tests;
+pub mod engine;
+pub mod signed;
+pub mod signer;
+pub mod wal;

@@ -1,0 +1,224 @@
+//! Signed messages, their sign bytes, commit certificates and equivocation
+//! evidence. Every signature in consensus is over bytes built here, so the
+//! domain tags and layouts live in one place (pinned by golden vectors).
+
+use serde::{Deserialize, Serialize};
+use symbiont_contracts::codec;
+
+use super::types::{Context, Height, Power, Proposal, Round, ValidatorSet, Vote, VoteType};
+
+/// Domain tag of vote signatures (transactions use "symbiont/tx/v1").
+pub const VOTE_DOMAIN: &str = "symbiont/vote/v1";
+/// Domain tag of proposal signatures.
+pub const PROPOSAL_DOMAIN: &str = "symbiont/proposal/v1";
+
+/// `encode((VOTE_DOMAIN, chain_id, vote))`.
+pub fn vote_sign_bytes<C: Context>(chain_id: &str, vote: &Vote<C>) -> Vec<u8> {
+    codec::encode(&(VOTE_DOMAIN, chain_id, vote))
+}
+
+/// `encode((PROPOSAL_DOMAIN, chain_id, proposal))`.
+pub fn proposal_sign_bytes<C: Context>(chain_id: &str, proposal: &Proposal<C>) -> Vec<u8> {
+    codec::encode(&(PROPOSAL_DOMAIN, chain_id, proposal))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct SignedVote<C: Context> {
+    pub vote: Vote<C>,
+    pub signature: C::Signature,
+}
+
+impl<C: Context> SignedVote<C> {
+    pub fn verify(&self, chain_id: &str) -> bool {
+        C::verify(
+            &self.vote.validator,
+            &vote_sign_bytes(chain_id, &self.vote),
+            &self.signature,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct SignedProposal<C: Context> {
+    pub proposal: Proposal<C>,
+    pub signature: C::Signature,
+}
+
+impl<C: Context> SignedProposal<C> {
+    pub fn verify(&self, chain_id: &str) -> bool {
+        C::verify(
+            &self.proposal.proposer,
+            &proposal_sign_bytes(chain_id, &self.proposal),
+            &self.signature,
+        )
+    }
+}
+
+/// Signatures of more than 2/3 of the voting power on precommits for
+/// `value_id` at `height` and `round`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct CommitCertificate<C: Context> {
+    pub height: Height,
+    pub round: Round,
+    pub value_id: C::ValueId,
+    /// Sorted by address, no duplicates.
+    pub signatures: Vec<(C::Address, C::Signature)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("certificate is for height {found}, expected {expected}")]
+    WrongHeight { expected: Height, found: Height },
+    #[error("signers not sorted or duplicated")]
+    NotSorted,
+    #[error("signer is not a validator")]
+    UnknownSigner,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("signers hold {power} of {total} power, not more than 2/3")]
+    NoQuorum { power: Power, total: Power },
+}
+
+impl<C: Context> CommitCertificate<C> {
+    /// The precommit a signer signed.
+    pub fn vote_of(&self, validator: &C::Address) -> Vote<C> {
+        Vote {
+            height: self.height,
+            round: self.round,
+            vote_type: VoteType::Precommit,
+            value: Some(self.value_id.clone()),
+            validator: validator.clone(),
+        }
+    }
+
+    /// Checks every signature and the power; anyone with the validator set
+    /// of `height` can do it.
+    pub fn verify(
+        &self,
+        chain_id: &str,
+        height: Height,
+        validators: &ValidatorSet<C>,
+    ) -> Result<(), CertificateError> {
+        if self.height != height {
+            return Err(CertificateError::WrongHeight {
+                expected: height,
+                found: self.height,
+            });
+        }
+        if self.signatures.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(CertificateError::NotSorted);
+        }
+        let mut power: Power = 0;
+        for (address, signature) in &self.signatures {
+            let validator_power = validators
+                .power_of(address)
+                .ok_or(CertificateError::UnknownSigner)?;
+            let bytes = vote_sign_bytes(chain_id, &self.vote_of(address));
+            if !C::verify(address, &bytes, signature) {
+                return Err(CertificateError::BadSignature);
+            }
+            power = power.saturating_add(validator_power);
+        }
+        if !validators.is_quorum(power) {
+            return Err(CertificateError::NoQuorum {
+                power,
+                total: validators.total_power(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn signers(&self) -> Vec<C::Address> {
+        self.signatures.iter().map(|(a, _)| a.clone()).collect()
+    }
+}
+
+/// Two conflicting signed votes from one validator at the same height,
+/// round and type. Verifiable alone (with the validator set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct DuplicateVoteEvidence<C: Context> {
+    pub first: SignedVote<C>,
+    pub second: SignedVote<C>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("the votes are not by one validator at one height, round and type")]
+    NotSameSlot,
+    #[error("the votes are for the same value")]
+    SameValue,
+    #[error("the validator is not in the set")]
+    UnknownValidator,
+    #[error("bad signature")]
+    BadSignature,
+}
+
+impl<C: Context> DuplicateVoteEvidence<C> {
+    /// Builds evidence with the two votes in a canonical order (by encoding),
+    /// so two nodes that saw them in different orders build the same object.
+    pub fn new(a: SignedVote<C>, b: SignedVote<C>) -> Self {
+        if codec::encode(&a) <= codec::encode(&b) {
+            Self {
+                first: a,
+                second: b,
+            }
+        } else {
+            Self {
+                first: b,
+                second: a,
+            }
+        }
+    }
+
+    pub fn verify(
+        &self,
+        chain_id: &str,
+        validators: &ValidatorSet<C>,
+    ) -> Result<(), EvidenceError> {
+        let (a, b) = (&self.first.vote, &self.second.vote);
+        if a.validator != b.validator
+            || a.height != b.height
+            || a.round != b.round
+            || a.vote_type != b.vote_type
+        {
+            return Err(EvidenceError::NotSameSlot);
+        }
+        if a.value == b.value {
+            return Err(EvidenceError::SameValue);
+        }
+        if !validators.contains(&a.validator) {
+            return Err(EvidenceError::UnknownValidator);
+        }
+        if !self.first.verify(chain_id) || !self.second.verify(chain_id) {
+            return Err(EvidenceError::BadSignature);
+        }
+        Ok(())
+    }
+}
+
+/// What validators send each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Message<C: Context> {
+    Proposal(SignedProposal<C>),
+    Vote(SignedVote<C>),
+    /// A decided value with its certificate, sent to a peer that is behind.
+    Commit {
+        value: C::Value,
+        certificate: CommitCertificate<C>,
+    },
+}
+
+impl<C: Context> Message<C> {
+    pub fn height(&self) -> Height {
+        match self {
+            Message::Proposal(p) => p.proposal.height,
+            Message::Vote(v) => v.vote.height,
+            Message::Commit { certificate, .. } => certificate.height,
+        }
+    }
+}
