@@ -8,7 +8,7 @@
 //! tests pin them, so swapping the serializer cannot change a byte unnoticed.
 //!
 //! Decoding is strict: it rejects trailing bytes, lengths that would exceed
-//! [`MAX_DECODE_BYTES`], unknown enum variants, invalid UTF-8 and booleans
+//! [`MAX_DECODE_BYTES`] (before allocating), unknown enum variants, invalid UTF-8 and booleans
 //! other than 0 or 1, each with a typed [`CodecError`]. It never panics on
 //! arbitrary input (see the proptest in `tests/codec.rs`).
 
@@ -35,6 +35,8 @@ const CONFIG: Config = bincode::config::standard()
 pub enum CodecError {
     #[error("input is {len} bytes, more than the limit of {limit}")]
     Oversize { len: usize, limit: usize },
+    #[error("a length in the input claims more than the limit of {limit} bytes")]
+    DeclaredLengthTooLarge { limit: usize },
     #[error("{trailing} trailing bytes after a complete value")]
     TrailingBytes { trailing: usize },
     #[error("input ends early: {needed} more bytes needed")]
@@ -88,8 +90,7 @@ fn classify(error: bincode::error::DecodeError) -> CodecError {
     use bincode::error::DecodeError as E;
     match error {
         E::UnexpectedEnd { additional } => CodecError::UnexpectedEnd { needed: additional },
-        E::LimitExceeded => CodecError::Oversize {
-            len: usize::MAX,
+        E::LimitExceeded => CodecError::DeclaredLengthTooLarge {
             limit: MAX_DECODE_BYTES,
         },
         E::UnexpectedVariant {

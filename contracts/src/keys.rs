@@ -147,11 +147,13 @@ impl PublicKey {
 /// Batch verification for admission paths (mempool, gossip): one pass
 /// over all signatures, and on failure the index of each bad one.
 ///
-/// Returns `Ok(())` when every signature verifies. Batch verification uses
-/// a cofactored equation that a crafted signature can pass while strict
-/// verification fails, so a batch result is only a fast accept for
-/// admission: the consensus-critical rule is [`PublicKey::verify`], which
-/// block execution and the auditor apply to each transaction.
+/// Returns `Ok(())` when every signature verifies. The batch equation
+/// skips checks that strict verification makes (a small-order `R` passes),
+/// and its coefficients are derived deterministically from the batch, so a
+/// crafted signature may pass a batch yet fail alone. A batch result is
+/// therefore only a fast accept for admission: the consensus-critical rule
+/// is [`PublicKey::verify`], which block execution and the auditor apply to
+/// each transaction.
 pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Vec<usize>> {
     let mut keys = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
