@@ -249,32 +249,20 @@ impl Genesis {
         if self.firms.is_empty() {
             return Err(GenesisError::Empty { what: "firm" });
         }
-        let mut seen = BTreeMap::new();
+        check_unique_ids("firm", self.firms.iter().map(|firm| firm.id.as_str()))?;
         for firm in &self.firms {
             check_text_id("firm id", &firm.id, 32)?;
             check_name("firm name", &firm.name)?;
-            if seen.insert(firm.id.as_str(), ()).is_some() {
-                return Err(GenesisError::DuplicateId {
-                    what: "firm",
-                    id: firm.id.clone(),
-                });
-            }
         }
         Ok(())
     }
 
     fn validate_nodes(&self) -> Result<(), GenesisError> {
-        let mut seen = BTreeMap::new();
+        check_unique_ids("node", self.nodes.iter().map(|node| node.id.as_str()))?;
         let mut total: u64 = 0;
         for node in &self.nodes {
             check_text_id("node id", &node.id, 32)?;
             check_name("node site", &node.site)?;
-            if seen.insert(node.id.as_str(), ()).is_some() {
-                return Err(GenesisError::DuplicateId {
-                    what: "node",
-                    id: node.id.clone(),
-                });
-            }
             if !self.firms.iter().any(|firm| firm.id == node.firm) {
                 return Err(GenesisError::UnknownFirm {
                     node: node.id.clone(),
@@ -306,16 +294,11 @@ impl Genesis {
     }
 
     fn validate_kinds(&self) -> Result<(), GenesisError> {
-        let mut seen = BTreeMap::new();
+        let kinds = self.resource_kinds.iter().map(|kind| kind.id.as_str());
+        check_unique_ids("resource kind", kinds)?;
         for kind in &self.resource_kinds {
             check_text_id("resource kind id", &kind.id, 32)?;
             check_name("resource kind name", &kind.name)?;
-            if seen.insert(kind.id.as_str(), ()).is_some() {
-                return Err(GenesisError::DuplicateId {
-                    what: "resource kind",
-                    id: kind.id.clone(),
-                });
-            }
             match &kind.ewc_code {
                 Some(code) => check_ewc_code(code)?,
                 None if kind.waste => {
@@ -325,15 +308,9 @@ impl Genesis {
                 }
                 None => {}
             }
-            let mut fields = BTreeMap::new();
+            check_unique_ids("quality field", kind.quality.iter().map(String::as_str))?;
             for field in &kind.quality {
                 check_text_id("quality field", field, 32)?;
-                if fields.insert(field.as_str(), ()).is_some() {
-                    return Err(GenesisError::DuplicateId {
-                        what: "quality field",
-                        id: field.clone(),
-                    });
-                }
             }
         }
         Ok(())
@@ -365,6 +342,23 @@ impl Genesis {
         }
         Ok(())
     }
+}
+
+/// The first id that appears twice is an error.
+fn check_unique_ids<'a>(
+    what: &'static str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), GenesisError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(GenesisError::DuplicateId {
+                what,
+                id: id.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Ids: 1 to `max_len` of lowercase ASCII letters, digits, `-` and `_`,
