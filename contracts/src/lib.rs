@@ -6,9 +6,15 @@
 //! state and the same app hash from the same transactions.
 
 pub mod codec;
+pub mod exec;
 pub mod genesis;
 pub mod hash;
 pub mod keys;
+pub mod kinds;
+pub mod numbers;
+pub mod pool;
+pub mod settlement;
+pub mod state;
 pub mod tx;
 
 pub use codec::{CodecError, decode, encode};

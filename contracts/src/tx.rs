@@ -8,11 +8,15 @@
 //! the previous one plus one. The tx id is blake3 of the canonical encoding
 //! of the whole signed transaction.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
+use crate::genesis::ResourceKind;
 use crate::hash::Hash;
 use crate::keys::{Keypair, PublicKey, Signature, verify_batch};
+pub use crate::kinds::{Account, ContractTerms, GovAction, ListingTerms};
 
 /// Domain separation tag of transaction signatures.
 pub const TX_DOMAIN: &str = "symbiont/tx/v1";
@@ -39,7 +43,121 @@ pub enum TxKind {
         role: KeyRole,
     },
     /// A firm's admin key withdraws a key it granted.
-    RevokeKey { firm: String, key: PublicKey },
+    RevokeKey {
+        firm: String,
+        key: PublicKey,
+    },
+
+    // Variants below are appended only: the variant index is part of the
+    // canonical encoding. The acting firm is the signer's firm.
+    /// A firm's admin proposes a governance action; counts as its yes vote.
+    Propose {
+        action: GovAction,
+        expires_ms: u64,
+    },
+    /// A firm's admin votes on an open proposal.
+    Vote {
+        proposal: Hash,
+        approve: bool,
+    },
+    /// A facilitator's admin registers a resource kind.
+    RegisterKind {
+        kind: ResourceKind,
+    },
+    /// A facilitator's admin records a firm's licence to take a waste code.
+    GrantLicence {
+        firm: String,
+        ewc_code: String,
+        expires_ms: u64,
+    },
+    /// Supply on the market.
+    PostOffer {
+        listing: ListingTerms,
+    },
+    /// Demand on the market.
+    PostRequest {
+        listing: ListingTerms,
+    },
+    /// Another firm takes an open listing.
+    Accept {
+        listing: Hash,
+    },
+    /// The owner closes an open listing.
+    Withdraw {
+        listing: Hash,
+    },
+    /// One party proposes a contract; the other countersigns.
+    ProposeContract {
+        terms: ContractTerms,
+    },
+    Countersign {
+        contract: Hash,
+    },
+    /// Both parties (each once), or the arbiter alone, end a contract.
+    Terminate {
+        contract: Hash,
+    },
+    /// The supplier's declared availability A for a period.
+    RecordAvailability {
+        contract: Hash,
+        period: u32,
+        quantity: u64,
+    },
+    /// The billing meter's delivered quantity D for a period.
+    RecordDelivery {
+        contract: Hash,
+        period: u32,
+        quantity: u64,
+    },
+    /// The check meter's reading C for a period.
+    RecordCheck {
+        contract: Hash,
+        period: u32,
+        quantity: u64,
+    },
+    /// A party settles a finished period.
+    SettlePeriod {
+        contract: Hash,
+        period: u32,
+    },
+    /// The payee acknowledges a payment, clearing that much of an obligation.
+    AcknowledgePayment {
+        payer: Account,
+        payee: Account,
+        amount: i64,
+    },
+    /// Create a pool with sharing keys (member firm id -> basis points).
+    CreatePool {
+        name: String,
+        keys: BTreeMap<String, u16>,
+        start_ms: u64,
+        period_ms: u64,
+    },
+    /// A member posts income it collected (positive) or a cost it paid
+    /// (negative) for the pool in a period.
+    PostPoolAmount {
+        pool: Hash,
+        period: u32,
+        amount: i64,
+    },
+    /// Split a finished pool period among the members.
+    SplitPool {
+        pool: Hash,
+        period: u32,
+    },
+    /// A party disputes a period.
+    OpenDispute {
+        contract: Hash,
+        period: u32,
+        reason: String,
+    },
+    /// The arbiter resolves a dispute: `adjustment` (minor units) is added
+    /// to the period's net (positive: the consumer owes the supplier more).
+    ResolveDispute {
+        contract: Hash,
+        period: u32,
+        adjustment: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,338 @@
+//! The application state: a sorted map from canonical-encoded [`Key`]s to
+//! canonical-encoded records, behind typed accessors.
+//!
+//! Every write goes through [`State::put`] or [`State::delete`], which
+//! record it. Block execution groups the writes of one transaction so a
+//! failed transaction can be rolled back ([`State::begin`],
+//! [`State::commit`], [`State::abort`]), and collects the committed writes
+//! of a block into a [`WriteSet`] in ascending key order: the set the node
+//! persists atomically and the app hash covers. Keys are compared as their
+//! canonical bytes, so the order is the same on every machine.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::codec;
+use crate::hash::Hash;
+use crate::keys::PublicKey;
+use crate::kinds::{Account, ContractTerms, GovAction, ListingTerms};
+use crate::settlement::Statement;
+
+/// Where a record lives. Variants are appended only: the variant index is
+/// the first four bytes of every stored key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Key {
+    Meta,
+    Params,
+    Firm(String),
+    Key(PublicKey),
+    Nonce(PublicKey),
+    Node(String),
+    Kind(String),
+    Licence { firm: String, ewc_code: String },
+    Proposal(Hash),
+    Listing(Hash),
+    Contract(Hash),
+    Period { contract: Hash, period: u32 },
+    Balance(Account),
+    Obligation { debtor: Account, creditor: Account },
+    Avoided(AvoidedAccount),
+    Pool(Hash),
+    PoolPeriod { pool: Hash, period: u32 },
+    Receipt(Hash),
+}
+
+impl Key {
+    pub fn bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+}
+
+/// The chain's position: what the last executed block was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub chain_id: String,
+    pub genesis_hash: Hash,
+    /// 0 before the first block.
+    pub height: u64,
+    pub time_ms: u64,
+}
+
+/// What a key may do, and for which firm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    Admin,
+    Operator,
+    Meter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub firm: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Licence {
+    pub expires_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposalStatus {
+    Open,
+    Passed { at_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub proposer: String,
+    pub action: GovAction,
+    pub expires_ms: u64,
+    /// Firm id -> approve.
+    pub votes: BTreeMap<String, bool>,
+    pub status: ProposalStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    Offer,
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListingStatus {
+    Open,
+    Accepted { by: String, at_ms: u64 },
+    Withdrawn { at_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub owner: String,
+    pub side: Side,
+    pub terms: ListingTerms,
+    pub status: ListingStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContractStatus {
+    /// Signed by `proposer`, waiting for the other party.
+    Proposed,
+    Active {
+        signed_at_ms: u64,
+    },
+    /// Periods starting at or after `at_ms` are void.
+    Terminated {
+        at_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contract {
+    pub terms: ContractTerms,
+    pub proposer: String,
+    pub status: ContractStatus,
+    /// Parties that asked to terminate by agreement.
+    pub terminate_requests: Vec<String>,
+}
+
+/// One line of a journal: `amount` added to `account`'s balance. The lines
+/// of every journal sum to zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub account: Account,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisputeStatus {
+    Open { by: String, reason: String },
+    Resolved { adjustment: i64, at_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    pub at_ms: u64,
+    pub statement: Statement,
+    /// A resolved dispute's adjustment applied at settlement (0 if none).
+    pub adjustment: i64,
+    /// statement.net + adjustment: what the consumer owes the supplier.
+    pub net: i64,
+    pub avoided_g: u64,
+    pub journal: Vec<JournalEntry>,
+}
+
+/// Readings and outcome of one contract period. Absent readings are None.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PeriodRecord {
+    pub availability: Option<u64>,
+    pub delivered: Option<u64>,
+    pub check: Option<u64>,
+    pub settled: Option<Settled>,
+    pub dispute: Option<DisputeStatus>,
+    /// Journal of a dispute resolved after settlement.
+    pub adjustment_journal: Vec<JournalEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    /// The firm that created the pool and acknowledges payments to it.
+    pub operator: String,
+    pub keys: BTreeMap<String, u16>,
+    pub start_ms: u64,
+    pub period_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PoolPeriod {
+    /// Income minus costs posted so far.
+    pub net: i64,
+    /// Set once split: each member's part.
+    pub split: Option<Vec<(String, i64)>>,
+}
+
+/// Whose avoided-emission total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AvoidedAccount {
+    Firm(String),
+    Network,
+}
+
+/// What happened to one transaction of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub height: u64,
+    pub index: u32,
+    /// None: applied. Some(code): failed, and changed nothing but this
+    /// receipt (and the signer's nonce when the signer is a known key).
+    pub error: Option<String>,
+}
+
+/// One block's committed writes in ascending key order: (key bytes, new
+/// value bytes or None for a deletion).
+pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The state and the writes in progress.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Writes of committed transactions in the current block.
+    block_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of the transaction in progress, and the values they replaced.
+    tx_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    tx_undo: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    app_hash: Hash,
+}
+
+impl State {
+    /// A state loaded from storage: the records and the app hash of the last block.
+    pub fn from_records(map: BTreeMap<Vec<u8>, Vec<u8>>, app_hash: Hash) -> State {
+        State {
+            map,
+            app_hash,
+            ..State::default()
+        }
+    }
+
+    /// Every record, in key order.
+    pub fn records(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.map
+    }
+
+    pub fn app_hash(&self) -> Hash {
+        self.app_hash
+    }
+
+    pub(crate) fn set_app_hash(&mut self, hash: Hash) {
+        self.app_hash = hash;
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+        self.map.get(&key.bytes()).map(|bytes| {
+            // Only this module writes records, always through `put`; a
+            // record that does not decode is corruption, not input.
+            codec::decode(bytes).unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
+        })
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.map.contains_key(&key.bytes())
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: &Key, value: &T) {
+        self.write(key.bytes(), Some(codec::encode(value)));
+    }
+
+    pub fn delete(&mut self, key: &Key) {
+        self.write(key.bytes(), None);
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let old = match &value {
+            Some(bytes) => self.map.insert(key.clone(), bytes.clone()),
+            None => self.map.remove(&key),
+        };
+        self.tx_undo.entry(key.clone()).or_insert(old);
+        self.tx_writes.insert(key, value);
+    }
+
+    /// All records whose key has the canonical prefix of `key_prefix`.
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Vec<(Vec<u8>, T)> {
+        self.map
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, bytes)| {
+                let value = codec::decode(bytes)
+                    .unwrap_or_else(|e| panic!("corrupt state record under {prefix:?}: {e}"));
+                (key.clone(), value)
+            })
+            .collect()
+    }
+
+    /// Start a transaction's writes.
+    pub fn begin(&mut self) {
+        assert!(
+            self.tx_writes.is_empty() && self.tx_undo.is_empty(),
+            "nested transaction"
+        );
+    }
+
+    /// Keep the transaction's writes as part of the block.
+    pub fn commit(&mut self) {
+        let writes = std::mem::take(&mut self.tx_writes);
+        self.block_writes.extend(writes);
+        self.tx_undo.clear();
+    }
+
+    /// Undo the transaction's writes.
+    pub fn abort(&mut self) {
+        for (key, old) in std::mem::take(&mut self.tx_undo) {
+            match old {
+                Some(bytes) => self.map.insert(key, bytes),
+                None => self.map.remove(&key),
+            };
+        }
+        self.tx_writes.clear();
+    }
+
+    /// The block's writes in key order; clears them.
+    pub fn take_writes(&mut self) -> WriteSet {
+        assert!(self.tx_writes.is_empty(), "a transaction is still open");
+        std::mem::take(&mut self.block_writes).into_iter().collect()
+    }
+}
+
+/// Canonical key prefix of every record of one variant, e.g.
+/// `prefix_of(&Key::Firm(String::new()))` for all firms. Works for
+/// variants whose payload starts with a length-prefixed string or a fixed
+/// hash by taking the four bytes of the variant index.
+pub fn variant_prefix(key: &Key) -> Vec<u8> {
+    key.bytes()[..4].to_vec()
+}
+
+/// app hash = blake3(previous app hash, the block's writes in canonical order).
+pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
+    codec::hash(&(previous, writes))
+}
