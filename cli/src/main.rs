@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod genesis;
 mod keyfile;
 mod keys;
+mod preview;
 
 /// Symbiont: a permissioned ledger on which the firms of an industrial park
 /// trade surplus energy and resources, with contracts enforced by rules that
@@ -26,6 +27,9 @@ enum Command {
     /// Validate a genesis file and print its hash.
     #[command(subcommand)]
     Genesis(genesis::GenesisCommand),
+    /// Preview a contract period's settlement or a pool split, offline.
+    #[command(subcommand)]
+    Preview(preview::PreviewCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keys(command) => keys::run(command),
         Command::Genesis(command) => genesis::run(command),
+        Command::Preview(command) => preview::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

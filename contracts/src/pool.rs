@@ -57,6 +57,19 @@ pub fn validate_keys(keys: &BTreeMap<String, u16>) -> Result<(), PoolError> {
     Ok(())
 }
 
+/// Sharing keys from a TOML document: a `[keys]` table of member id =
+/// basis points, validated.
+pub fn keys_from_toml(text: &str) -> Result<BTreeMap<String, u16>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct KeysFile {
+        keys: BTreeMap<String, u16>,
+    }
+    let file: KeysFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    validate_keys(&file.keys).map_err(|e| e.to_string())?;
+    Ok(file.keys)
+}
+
 /// Each member's part of `amount`, in ascending member id order.
 pub fn split(amount: i64, keys: &BTreeMap<String, u16>) -> Result<Vec<(String, i64)>, PoolError> {
     validate_keys(keys)?;

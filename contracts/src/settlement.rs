@@ -117,6 +117,16 @@ impl SettlementTerms {
         Ok(())
     }
 
+    /// Terms from a TOML document with the keys `price`, `committed`,
+    /// `tolerance_bp`, `supply_penalty`, `offtake_penalty` and optionally
+    /// `excess_price`, `penalty_cap`, `meter_tolerance`. Unknown keys are
+    /// refused, so a misspelt optional term is an error, not a default.
+    pub fn from_toml(text: &str) -> Result<SettlementTerms, String> {
+        let terms: SettlementTerms = toml::from_str(text).map_err(|e| e.to_string())?;
+        terms.validate().map_err(|e| e.to_string())?;
+        Ok(terms)
+    }
+
     fn excess_price(&self) -> i64 {
         self.excess_price.unwrap_or(self.price)
     }
