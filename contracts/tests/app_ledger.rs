@@ -1,0 +1,1444 @@
+//! Block execution, transaction kind by kind: each happy path, and each
+//! rejection with its typed error and an unchanged state.
+
+mod app_support;
+
+use std::collections::BTreeMap;
+
+use app_support::*;
+use symbiont_contracts::exec::{self, AppError, BlockError, BlockInfo};
+use symbiont_contracts::genesis::{Firm, ResourceKind, Unit};
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::pool::PoolError;
+use symbiont_contracts::settlement::{self, Flag, Readings, SettlementTerms};
+use symbiont_contracts::state::{
+    self, AvoidedAccount, ContractStatus, DisputeStatus, Key, KeyRecord, Role,
+};
+use symbiont_contracts::tx::{
+    Account, GovAction, KeyRole, ListingTerms, SignedTx, TxBody, TxError, TxKind,
+};
+
+fn firm(id: &str) -> Account {
+    Account::Firm(id.into())
+}
+
+fn balance_sum(park: &Park) -> i128 {
+    exec::balances(&park.state)
+        .iter()
+        .map(|(_, b)| *b as i128)
+        .sum()
+}
+
+// --- membership --------------------------------------------------------
+
+#[test]
+fn admin_authorizes_and_revokes_keys_of_its_firm() {
+    let mut park = Park::new();
+    park.ok(
+        "power",
+        TxKind::AuthorizeKey {
+            firm: "power".into(),
+            key: public("power-op"),
+            role: KeyRole::Operator,
+        },
+    );
+    let record: KeyRecord = park.state.get(&Key::Key(public("power-op"))).unwrap();
+    assert_eq!(
+        record,
+        KeyRecord {
+            firm: "power".into(),
+            role: Role::Operator
+        }
+    );
+    park.ok(
+        "power",
+        TxKind::RevokeKey {
+            firm: "power".into(),
+            key: public("power-op"),
+        },
+    );
+    assert!(!park.state.contains(&Key::Key(public("power-op"))));
+    // A revoked key's transactions are refused and consume nothing.
+    park.rejected(
+        "power-op",
+        TxKind::Withdraw {
+            listing: Hash::ZERO,
+        },
+        AppError::UnknownSigner(public("power-op")),
+    );
+}
+
+#[test]
+fn key_management_rejections() {
+    let mut park = Park::new().with_staff();
+    let authorize = |firm: &str, key: &str| TxKind::AuthorizeKey {
+        firm: firm.into(),
+        key: public(key),
+        role: KeyRole::Operator,
+    };
+    park.rejected(
+        "power-op",
+        authorize("power", "x"),
+        AppError::Unauthorized { need: "admin key" },
+    );
+    park.rejected(
+        "power",
+        authorize("pharma", "x"),
+        AppError::WrongFirm {
+            signer_firm: "power".into(),
+            firm: "pharma".into(),
+        },
+    );
+    park.rejected(
+        "power",
+        authorize("power", "pharma-op"),
+        AppError::KeyInUse(public("pharma-op")),
+    );
+    park.rejected(
+        "power",
+        authorize("power", "pharma"),
+        AppError::KeyInUse(public("pharma")),
+    );
+    park.rejected(
+        "power",
+        TxKind::RevokeKey {
+            firm: "power".into(),
+            key: public("power"),
+        },
+        AppError::CannotRevokeAdmin,
+    );
+    park.rejected(
+        "power",
+        TxKind::RevokeKey {
+            firm: "power".into(),
+            key: public("pharma-op"),
+        },
+        AppError::UnknownKey(public("pharma-op")),
+    );
+    park.rejected(
+        "stranger",
+        authorize("power", "x"),
+        AppError::UnknownSigner(public("stranger")),
+    );
+}
+
+#[test]
+fn envelope_failures_are_receipted_and_change_nothing() {
+    let mut park = Park::new();
+    let before = park.snapshot();
+    let kind = TxKind::Withdraw {
+        listing: Hash::ZERO,
+    };
+    let mut tampered = park.tx("power", kind.clone());
+    tampered.signature.0[0] ^= 1;
+    let wrong_chain = SignedTx::sign(
+        TxBody {
+            chain_id: "other".into(),
+            nonce: 1,
+            kind: kind.clone(),
+        },
+        &keypair("power"),
+    );
+    let skipped_nonce = park.tx_ahead("power", kind.clone(), 1);
+    let outcome = park.block(&[tampered.clone(), wrong_chain, skipped_nonce]);
+    assert_eq!(
+        outcome.results[0].1,
+        Err(AppError::Tx(TxError::BadSignature {
+            signer: public("power")
+        }))
+    );
+    assert_eq!(
+        outcome.results[1].1.as_ref().unwrap_err().code(),
+        "wrong_chain_id"
+    );
+    assert_eq!(
+        outcome.results[2].1,
+        Err(AppError::Tx(TxError::BadNonce {
+            signer: public("power"),
+            expected: 1,
+            got: 2
+        }))
+    );
+    assert_eq!(park.nonce_of(&public("power")), 0);
+    assert!(park.snapshot() == before);
+    let receipt = exec::receipt(&park.state, &tampered.id()).unwrap();
+    assert_eq!(receipt.error.as_deref(), Some("bad_signature"));
+}
+
+#[test]
+fn a_failed_transaction_consumes_its_nonce_and_cannot_be_replayed() {
+    let mut park = Park::new().with_staff();
+    let withdraw = park.tx(
+        "power-op",
+        TxKind::Withdraw {
+            listing: Hash::ZERO,
+        },
+    );
+    let first = park.block(&[withdraw.clone()]);
+    assert_eq!(
+        first.results[0].1,
+        Err(AppError::UnknownListing(Hash::ZERO))
+    );
+    let again = park.block(&[withdraw]);
+    assert_eq!(again.results[0].1.as_ref().unwrap_err().code(), "bad_nonce");
+}
+
+// --- governance ----------------------------------------------------------
+
+fn add_firm(id: &str) -> GovAction {
+    GovAction::AddFirm(Firm {
+        id: id.into(),
+        name: format!("{id} firm"),
+        admin_key: public(id),
+        facilitator: false,
+    })
+}
+
+#[test]
+fn a_proposal_passes_with_more_than_two_thirds_of_the_firms() {
+    let mut park = Park::new();
+    let expires = park.time_ms + DAY;
+    let proposal = park.ok(
+        "power",
+        TxKind::Propose {
+            action: add_firm("biogas"),
+            expires_ms: expires,
+        },
+    );
+    // 5 firms: 3 yes is not more than 2/3, 4 is.
+    park.ok(
+        "pharma",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+    );
+    park.ok(
+        "city",
+        TxKind::Vote {
+            proposal,
+            approve: false,
+        },
+    );
+    park.ok(
+        "plaster",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+    );
+    assert!(!park.state.contains(&Key::Firm("biogas".into())));
+    park.ok(
+        "hub",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+    );
+    assert!(park.state.contains(&Key::Firm("biogas".into())));
+    // The new firm's admin acts at once.
+    park.ok(
+        "biogas",
+        TxKind::AuthorizeKey {
+            firm: "biogas".into(),
+            key: public("biogas-op"),
+            role: KeyRole::Operator,
+        },
+    );
+    park.rejected(
+        "biogas",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+        AppError::ProposalClosed(proposal),
+    );
+}
+
+#[test]
+fn governance_rejections() {
+    let mut park = Park::new().with_staff();
+    let expires = park.time_ms + HOUR;
+    park.rejected(
+        "power-op",
+        TxKind::Propose {
+            action: add_firm("x"),
+            expires_ms: expires,
+        },
+        AppError::Unauthorized { need: "admin key" },
+    );
+    park.rejected(
+        "power",
+        TxKind::Propose {
+            action: add_firm("x"),
+            expires_ms: park.time_ms,
+        },
+        AppError::Invalid {
+            field: "expires_ms",
+            rule: "must be after the block time",
+        },
+    );
+    park.rejected(
+        "power",
+        TxKind::Vote {
+            proposal: Hash::ZERO,
+            approve: true,
+        },
+        AppError::UnknownProposal(Hash::ZERO),
+    );
+    let proposal = park.ok(
+        "power",
+        TxKind::Propose {
+            action: add_firm("x"),
+            expires_ms: expires,
+        },
+    );
+    park.rejected(
+        "power",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+        AppError::AlreadyVoted("power".into()),
+    );
+    park.advance_to(expires);
+    park.rejected(
+        "pharma",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+        AppError::ProposalExpired(proposal),
+    );
+}
+
+#[test]
+fn a_passing_vote_whose_action_fails_changes_nothing() {
+    let mut park = Park::new();
+    let expires = park.time_ms + DAY;
+    let proposal = park.ok(
+        "power",
+        TxKind::Propose {
+            action: add_firm("pharma"),
+            expires_ms: expires,
+        },
+    );
+    for voter in ["pharma", "city"] {
+        park.ok(
+            voter,
+            TxKind::Vote {
+                proposal,
+                approve: true,
+            },
+        );
+    }
+    park.rejected(
+        "hub",
+        TxKind::Vote {
+            proposal,
+            approve: true,
+        },
+        AppError::FirmExists("pharma".into()),
+    );
+}
+
+#[test]
+fn governance_removes_a_firm_and_changes_validators_and_kinds() {
+    let mut park = Park::new().with_staff();
+    let expires = park.time_ms + DAY;
+    let pass = |park: &mut Park, action: GovAction| {
+        let proposal = park.ok(
+            "power",
+            TxKind::Propose {
+                action,
+                expires_ms: expires,
+            },
+        );
+        for voter in ["pharma", "city", "hub"] {
+            park.ok(
+                voter,
+                TxKind::Vote {
+                    proposal,
+                    approve: true,
+                },
+            );
+        }
+    };
+    pass(
+        &mut park,
+        GovAction::SetPower {
+            node: "n-city".into(),
+            power: 5,
+        },
+    );
+    let city = exec::current_nodes(&park.state)
+        .into_iter()
+        .find(|n| n.id == "n-city")
+        .unwrap();
+    assert_eq!((city.validator, city.power), (true, 5));
+    pass(
+        &mut park,
+        GovAction::RegisterKind(ResourceKind {
+            id: "co2".into(),
+            name: "Biogenic CO2".into(),
+            unit: Unit::Tonne,
+            emission_factor_g: 1_000_000,
+            waste: false,
+            ewc_code: None,
+            quality: vec!["purity_ppm".into()],
+        }),
+    );
+    assert!(park.state.contains(&Key::Kind("co2".into())));
+    pass(
+        &mut park,
+        GovAction::RemoveFirm {
+            id: "plaster".into(),
+        },
+    );
+    assert!(!park.state.contains(&Key::Firm("plaster".into())));
+    assert!(
+        exec::current_nodes(&park.state)
+            .iter()
+            .all(|n| n.firm != "plaster")
+    );
+    park.rejected(
+        "plaster-op",
+        TxKind::Withdraw {
+            listing: Hash::ZERO,
+        },
+        AppError::UnknownSigner(public("plaster-op")),
+    );
+}
+
+// --- registry ------------------------------------------------------------
+
+fn gypsum() -> ResourceKind {
+    ResourceKind {
+        id: "gypsum".into(),
+        name: "FGD gypsum".into(),
+        unit: Unit::Tonne,
+        emission_factor_g: 20_000,
+        waste: false,
+        ewc_code: Some("10 01 05".into()),
+        quality: vec!["purity_pct".into()],
+    }
+}
+
+#[test]
+fn the_facilitator_registers_kinds_and_licences() {
+    let mut park = Park::new().with_staff();
+    park.ok("hub", TxKind::RegisterKind { kind: gypsum() });
+    park.rejected(
+        "hub",
+        TxKind::RegisterKind { kind: gypsum() },
+        AppError::KindExists("gypsum".into()),
+    );
+    park.rejected(
+        "power",
+        TxKind::RegisterKind {
+            kind: ResourceKind {
+                id: "other".into(),
+                ..gypsum()
+            },
+        },
+        AppError::NotFacilitator,
+    );
+    park.rejected(
+        "hub-op",
+        TxKind::RegisterKind {
+            kind: ResourceKind {
+                id: "other".into(),
+                ..gypsum()
+            },
+        },
+        AppError::Unauthorized { need: "admin key" },
+    );
+    park.rejected(
+        "hub",
+        TxKind::RegisterKind {
+            kind: ResourceKind {
+                id: "sludge".into(),
+                waste: true,
+                ewc_code: None,
+                ..gypsum()
+            },
+        },
+        AppError::Invalid {
+            field: "ewc_code",
+            rule: "a waste needs an EWC code",
+        },
+    );
+    let expires = park.time_ms + DAY;
+    park.ok(
+        "hub-op",
+        TxKind::GrantLicence {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires,
+        },
+    );
+    park.rejected(
+        "power",
+        TxKind::GrantLicence {
+            firm: "power".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires,
+        },
+        AppError::NotFacilitator,
+    );
+    park.rejected(
+        "hub",
+        TxKind::GrantLicence {
+            firm: "nobody".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires,
+        },
+        AppError::UnknownFirm("nobody".into()),
+    );
+}
+
+// --- market ----------------------------------------------------------------
+
+fn steam_listing(valid_until_ms: u64) -> ListingTerms {
+    ListingTerms {
+        kind: "steam".into(),
+        quantity_per_period: 100_000,
+        price: 9_000,
+        delivery_point: "Pharma gate 3".into(),
+        quality: BTreeMap::from([("temperature_c".into(), 180)]),
+        period_ms: HOUR,
+        periods: 24,
+        valid_until_ms,
+    }
+}
+
+#[test]
+fn offers_are_accepted_and_requests_withdrawn() {
+    let mut park = Park::new().with_staff();
+    let until = park.time_ms + HOUR;
+    let offer = park.ok(
+        "power-op",
+        TxKind::PostOffer {
+            listing: steam_listing(until),
+        },
+    );
+    park.rejected(
+        "power-op",
+        TxKind::Accept { listing: offer },
+        AppError::OwnListing,
+    );
+    park.rejected(
+        "pharma-op",
+        TxKind::Withdraw { listing: offer },
+        AppError::NotOwner,
+    );
+    park.ok("pharma-op", TxKind::Accept { listing: offer });
+    park.rejected(
+        "plaster-op",
+        TxKind::Accept { listing: offer },
+        AppError::ListingClosed(offer),
+    );
+    // A contract may name the accepted listing; parties must match it.
+    let mut terms = steam_terms(park.time_ms + HOUR);
+    terms.listing = Some(offer);
+    let contract = signed_contract(&mut park, terms.clone());
+    assert!(park.state.contains(&Key::Contract(contract)));
+    terms.consumer = "plaster".into();
+    terms.billing_meter = public("plaster-meter");
+    terms.check_meter = None;
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract { terms },
+        AppError::Invalid {
+            field: "listing",
+            rule: "parties and kind must match the accepted listing",
+        },
+    );
+
+    let request = park.ok(
+        "pharma-op",
+        TxKind::PostRequest {
+            listing: steam_listing(until),
+        },
+    );
+    park.ok("pharma-op", TxKind::Withdraw { listing: request });
+    park.rejected(
+        "power-op",
+        TxKind::Accept { listing: request },
+        AppError::ListingClosed(request),
+    );
+}
+
+#[test]
+fn market_rejections() {
+    let mut park = Park::new().with_staff();
+    let until = park.time_ms + HOUR;
+    park.rejected(
+        "power-op",
+        TxKind::PostOffer {
+            listing: ListingTerms {
+                kind: "unobtainium".into(),
+                ..steam_listing(until)
+            },
+        },
+        AppError::UnknownKind("unobtainium".into()),
+    );
+    park.rejected(
+        "power-op",
+        TxKind::PostOffer {
+            listing: ListingTerms {
+                quality: BTreeMap::from([("colour".into(), 1)]),
+                ..steam_listing(until)
+            },
+        },
+        AppError::Invalid {
+            field: "quality",
+            rule: "only the resource kind's quality fields, at most 16",
+        },
+    );
+    park.rejected(
+        "power-meter",
+        TxKind::PostOffer {
+            listing: steam_listing(until),
+        },
+        AppError::Unauthorized {
+            need: "admin or operator key",
+        },
+    );
+    park.rejected(
+        "hub-op",
+        TxKind::PostOffer {
+            listing: steam_listing(until),
+        },
+        AppError::FacilitatorTrades("hub".into()),
+    );
+    park.rejected(
+        "power-op",
+        TxKind::Accept {
+            listing: Hash::ZERO,
+        },
+        AppError::UnknownListing(Hash::ZERO),
+    );
+    let offer = park.ok(
+        "power-op",
+        TxKind::PostOffer {
+            listing: steam_listing(until),
+        },
+    );
+    park.advance_to(until);
+    park.rejected(
+        "pharma-op",
+        TxKind::Accept { listing: offer },
+        AppError::ListingExpired(offer),
+    );
+}
+
+// --- contracts -------------------------------------------------------------
+
+#[test]
+fn contract_rejections() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    park.rejected(
+        "plaster-op",
+        TxKind::ProposeContract {
+            terms: steam_terms(start),
+        },
+        AppError::WrongParty("plaster".into()),
+    );
+    let mut bad_meter = steam_terms(start);
+    bad_meter.billing_meter = public("pharma-op");
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract { terms: bad_meter },
+        AppError::Invalid {
+            field: "billing_meter",
+            rule: "must be a meter key of the supplier or the consumer",
+        },
+    );
+    let mut wide = steam_terms(start);
+    wide.settlement.tolerance_bp = 20_000;
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract { terms: wide },
+        AppError::Settlement(settlement::SettlementError::InvalidTerm {
+            field: "tolerance_bp",
+            rule: "at most 10000 basis points",
+        }),
+    );
+    let mut arbiter_party = steam_terms(start);
+    arbiter_party.arbiter = Some("pharma".into());
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: arbiter_party,
+        },
+        AppError::Invalid {
+            field: "arbiter",
+            rule: "must not be a party",
+        },
+    );
+    park.rejected(
+        "pharma-op",
+        TxKind::Countersign {
+            contract: Hash::ZERO,
+        },
+        AppError::UnknownContract(Hash::ZERO),
+    );
+    let id = park.ok(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: steam_terms(start),
+        },
+    );
+    park.rejected(
+        "power",
+        TxKind::Countersign { contract: id },
+        AppError::WrongParty("power".into()),
+    );
+    park.rejected(
+        "plaster-op",
+        TxKind::Countersign { contract: id },
+        AppError::WrongParty("plaster".into()),
+    );
+    park.rejected(
+        "pharma-meter",
+        TxKind::Countersign { contract: id },
+        AppError::Unauthorized {
+            need: "admin or operator key",
+        },
+    );
+    // Metering needs a contract in force.
+    park.rejected(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 0,
+            quantity: 1,
+        },
+        AppError::ContractNotActive(id),
+    );
+    park.ok("pharma-op", TxKind::Countersign { contract: id });
+    park.rejected(
+        "pharma-op",
+        TxKind::Countersign { contract: id },
+        AppError::NotProposed(id),
+    );
+}
+
+fn fly_ash_terms(start_ms: u64) -> symbiont_contracts::tx::ContractTerms {
+    symbiont_contracts::tx::ContractTerms {
+        supplier: "power".into(),
+        consumer: "plaster".into(),
+        kind: "fly-ash".into(),
+        delivery_point: "Silo 2".into(),
+        quality: BTreeMap::new(),
+        settlement: SettlementTerms {
+            price: -15_000,
+            committed: 50_000,
+            tolerance_bp: 500,
+            supply_penalty: 0,
+            offtake_penalty: 10_000,
+            excess_price: None,
+            penalty_cap: None,
+            meter_tolerance: None,
+        },
+        start_ms,
+        period_ms: DAY,
+        periods: 7,
+        billing_meter: public("plaster-meter"),
+        check_meter: None,
+        arbiter: None,
+        listing: None,
+    }
+}
+
+#[test]
+fn a_waste_contract_needs_the_takers_unexpired_licence() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = park.ok(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: fly_ash_terms(start),
+        },
+    );
+    park.rejected(
+        "plaster-op",
+        TxKind::Countersign { contract: id },
+        AppError::LicenceMissing {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+        },
+    );
+    let expires = park.time_ms + 10_000;
+    park.ok(
+        "hub",
+        TxKind::GrantLicence {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires,
+        },
+    );
+    park.advance_to(expires);
+    park.rejected(
+        "plaster-op",
+        TxKind::Countersign { contract: id },
+        AppError::LicenceExpired {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires,
+        },
+    );
+    park.ok(
+        "hub",
+        TxKind::GrantLicence {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: expires + DAY,
+        },
+    );
+    park.ok("plaster-op", TxKind::Countersign { contract: id });
+}
+
+#[test]
+fn termination_by_agreement_or_by_the_arbiter_voids_later_periods() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, steam_terms(start));
+    park.ok("power-op", TxKind::Terminate { contract: id });
+    park.rejected(
+        "power",
+        TxKind::Terminate { contract: id },
+        AppError::AlreadyRequested {
+            firm: "power".into(),
+        },
+    );
+    park.rejected(
+        "plaster-op",
+        TxKind::Terminate { contract: id },
+        AppError::WrongParty("plaster".into()),
+    );
+    park.ok("pharma-op", TxKind::Terminate { contract: id });
+    let contract: symbiont_contracts::state::Contract = park.state.get(&Key::Contract(id)).unwrap();
+    assert!(matches!(contract.status, ContractStatus::Terminated { .. }));
+    park.advance_to(start);
+    park.rejected(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 0,
+            quantity: 1,
+        },
+        AppError::PeriodVoid { period: 0 },
+    );
+
+    // The arbiter alone ends a contract; periods already begun remain.
+    let start = park.time_ms + 1;
+    let id = signed_contract(&mut park, steam_terms(start));
+    park.ok("hub-op", TxKind::Terminate { contract: id });
+    park.ok(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 0,
+            quantity: 5,
+        },
+    );
+    park.rejected(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 1,
+            quantity: 5,
+        },
+        AppError::PeriodVoid { period: 1 },
+    );
+    park.rejected(
+        "hub-op",
+        TxKind::Terminate { contract: id },
+        AppError::ContractNotActive(id),
+    );
+}
+
+// --- metering and settlement -------------------------------------------------
+
+fn meter(park: &mut Park, id: Hash, period: u32, a: u64, d: u64, c: Option<u64>) {
+    park.ok(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period,
+            quantity: a,
+        },
+    );
+    park.ok(
+        "pharma-meter",
+        TxKind::RecordDelivery {
+            contract: id,
+            period,
+            quantity: d,
+        },
+    );
+    if let Some(c) = c {
+        park.ok(
+            "power-check",
+            TxKind::RecordCheck {
+                contract: id,
+                period,
+                quantity: c,
+            },
+        );
+    }
+}
+
+#[test]
+fn a_settled_period_journals_the_net_accrues_co2_and_payment_clears_it() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let terms = steam_terms(start);
+    let id = signed_contract(&mut park, terms.clone());
+    park.advance_to(start + 10);
+    meter(&mut park, id, 0, 80_000, 80_000, Some(80_400));
+    park.advance_to(start + HOUR);
+    park.ok(
+        "pharma-op",
+        TxKind::SettlePeriod {
+            contract: id,
+            period: 0,
+        },
+    );
+
+    let record = exec::period(&park.state, &id, 0).unwrap();
+    let settled = record.settled.unwrap();
+    let expected = settlement::settle(
+        &terms.settlement,
+        &Readings {
+            availability: 80_000,
+            delivered: 80_000,
+            check: Some(80_400),
+        },
+    )
+    .unwrap();
+    assert_eq!(settled.statement, expected);
+    assert_eq!(settled.net, 690_000);
+    assert_eq!(
+        settled.journal.iter().map(|e| e.amount).sum::<i64>(),
+        0,
+        "journal sums to zero"
+    );
+    assert_eq!(exec::balance(&park.state, &firm("pharma")), -690_000);
+    assert_eq!(exec::balance(&park.state, &firm("power")), 690_000);
+    assert_eq!(
+        exec::obligation(&park.state, &firm("pharma"), &firm("power")),
+        690_000
+    );
+    // 80 GJ x 56 kg/GJ = 4 480 000 g each to supplier, consumer and network.
+    for account in [
+        AvoidedAccount::Firm("power".into()),
+        AvoidedAccount::Firm("pharma".into()),
+        AvoidedAccount::Network,
+    ] {
+        assert_eq!(exec::avoided_grams(&park.state, &account), 4_480_000);
+    }
+
+    let ack = |amount| TxKind::AcknowledgePayment {
+        payer: firm("pharma"),
+        payee: firm("power"),
+        amount,
+    };
+    park.rejected("pharma-op", ack(1), AppError::WrongParty("pharma".into()));
+    park.rejected(
+        "power-op",
+        ack(690_001),
+        AppError::ExceedsObligation {
+            payer: firm("pharma"),
+            payee: firm("power"),
+            outstanding: 690_000,
+            amount: 690_001,
+        },
+    );
+    park.rejected(
+        "power-op",
+        ack(0),
+        AppError::Invalid {
+            field: "amount",
+            rule: "must be above 0",
+        },
+    );
+    park.ok("power-op", ack(400_000));
+    park.ok("power-op", ack(290_000));
+    assert_eq!(
+        exec::obligation(&park.state, &firm("pharma"), &firm("power")),
+        0
+    );
+    assert_eq!(exec::balance(&park.state, &firm("power")), 0);
+    assert_eq!(balance_sum(&park), 0);
+}
+
+#[test]
+fn a_gate_fee_is_owed_by_the_supplier() {
+    let mut park = Park::new().with_staff();
+    park.ok(
+        "hub",
+        TxKind::GrantLicence {
+            firm: "plaster".into(),
+            ewc_code: "10 01 02".into(),
+            expires_ms: park.time_ms + 30 * DAY,
+        },
+    );
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, fly_ash_terms(start));
+    park.advance_to(start);
+    park.ok(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 0,
+            quantity: 50_000,
+        },
+    );
+    park.ok(
+        "plaster-meter",
+        TxKind::RecordDelivery {
+            contract: id,
+            period: 0,
+            quantity: 47_250,
+        },
+    );
+    park.advance_to(start + DAY);
+    park.ok(
+        "power-op",
+        TxKind::SettlePeriod {
+            contract: id,
+            period: 0,
+        },
+    );
+    assert_eq!(
+        exec::obligation(&park.state, &firm("power"), &firm("plaster")),
+        706_250
+    );
+    assert_eq!(exec::balance(&park.state, &firm("plaster")), 706_250);
+    // 47.25 t x 800 kg/t
+    assert_eq!(
+        exec::avoided_grams(&park.state, &AvoidedAccount::Network),
+        37_800_000
+    );
+}
+
+#[test]
+fn metering_and_settlement_rejections() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, steam_terms(start));
+    let availability = |period, quantity| TxKind::RecordAvailability {
+        contract: id,
+        period,
+        quantity,
+    };
+    let delivery = |period, quantity| TxKind::RecordDelivery {
+        contract: id,
+        period,
+        quantity,
+    };
+    let settle = |period| TxKind::SettlePeriod {
+        contract: id,
+        period,
+    };
+    park.rejected(
+        "power-op",
+        availability(0, 1),
+        AppError::PeriodNotStarted {
+            period: 0,
+            start_ms: start,
+        },
+    );
+    park.advance_to(start);
+    park.rejected(
+        "power-op",
+        availability(24, 1),
+        AppError::PeriodOutOfRange {
+            period: 24,
+            periods: 24,
+        },
+    );
+    park.rejected(
+        "pharma-op",
+        availability(0, 1),
+        AppError::WrongParty("pharma".into()),
+    );
+    park.rejected(
+        "power-meter",
+        delivery(0, 1),
+        AppError::NotMeter { which: "billing" },
+    );
+    park.rejected(
+        "pharma-op",
+        delivery(0, 1),
+        AppError::NotMeter { which: "billing" },
+    );
+    park.rejected(
+        "pharma-meter",
+        TxKind::RecordCheck {
+            contract: id,
+            period: 0,
+            quantity: 1,
+        },
+        AppError::NotMeter { which: "check" },
+    );
+    park.ok("pharma-meter", delivery(0, 90_000));
+    park.rejected(
+        "pharma-meter",
+        delivery(0, 1),
+        AppError::AlreadyRecorded {
+            what: "billing",
+            period: 0,
+        },
+    );
+    park.rejected(
+        "pharma-op",
+        settle(0),
+        AppError::PeriodNotOver {
+            period: 0,
+            end_ms: start + HOUR,
+        },
+    );
+    park.advance_to(start + HOUR);
+    park.rejected(
+        "plaster-op",
+        settle(0),
+        AppError::WrongParty("plaster".into()),
+    );
+    park.ok("pharma-op", settle(0));
+    park.rejected(
+        "power-op",
+        settle(0),
+        AppError::PeriodAlreadySettled { period: 0 },
+    );
+    park.rejected(
+        "power-op",
+        availability(0, 1),
+        AppError::PeriodAlreadySettled { period: 0 },
+    );
+    // Metering of a period closes one period length after its end.
+    park.advance_to(start + 3 * HOUR);
+    park.rejected(
+        "power-op",
+        availability(1, 1),
+        AppError::MeteringClosed {
+            period: 1,
+            closed_ms: start + 3 * HOUR,
+        },
+    );
+    // Unmetered, it still settles: missing readings count as zero.
+    park.ok("power-op", settle(1));
+    let settled = exec::period(&park.state, &id, 1).unwrap().settled.unwrap();
+    assert_eq!(settled.statement.supply_penalty, 270_000);
+    assert_eq!(balance_sum(&park), 0);
+}
+
+// --- disputes ----------------------------------------------------------------
+
+#[test]
+fn a_dispute_blocks_settlement_until_the_arbiter_adjusts_it() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, steam_terms(start));
+    park.advance_to(start);
+    meter(&mut park, id, 0, 100_000, 104_000, Some(103_000));
+    park.ok(
+        "pharma-op",
+        TxKind::OpenDispute {
+            contract: id,
+            period: 0,
+            reason: "billing meter reads 1 GJ above the check meter".into(),
+        },
+    );
+    park.rejected(
+        "power-op",
+        TxKind::OpenDispute {
+            contract: id,
+            period: 0,
+            reason: "again".into(),
+        },
+        AppError::DisputeExists { period: 0 },
+    );
+    park.advance_to(start + HOUR);
+    let settle = TxKind::SettlePeriod {
+        contract: id,
+        period: 0,
+    };
+    park.rejected(
+        "power-op",
+        settle.clone(),
+        AppError::DisputeOpen { period: 0 },
+    );
+    let resolve = |adjustment| TxKind::ResolveDispute {
+        contract: id,
+        period: 0,
+        adjustment,
+    };
+    park.rejected("power-op", resolve(-9_000), AppError::NotArbiter);
+    park.ok("hub-op", resolve(-9_000));
+    park.rejected("hub-op", resolve(0), AppError::NoDispute { period: 0 });
+    park.ok("power-op", settle);
+    let settled = exec::period(&park.state, &id, 0).unwrap().settled.unwrap();
+    assert_eq!(
+        settled.statement.flags,
+        vec![Flag::MeterDiscrepancy, Flag::CheckMeterMismatch]
+    );
+    assert_eq!(settled.statement.net, 936_000);
+    assert_eq!((settled.adjustment, settled.net), (-9_000, 927_000));
+    assert_eq!(exec::balance(&park.state, &firm("power")), 927_000);
+}
+
+#[test]
+fn a_dispute_resolved_after_settlement_journals_the_adjustment() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, steam_terms(start));
+    park.advance_to(start);
+    meter(&mut park, id, 0, 100_000, 100_000, None);
+    park.advance_to(start + HOUR);
+    park.ok(
+        "power-op",
+        TxKind::SettlePeriod {
+            contract: id,
+            period: 0,
+        },
+    );
+    park.ok(
+        "pharma-op",
+        TxKind::OpenDispute {
+            contract: id,
+            period: 0,
+            reason: "steam below 180 C".into(),
+        },
+    );
+    park.ok(
+        "hub",
+        TxKind::ResolveDispute {
+            contract: id,
+            period: 0,
+            adjustment: -50_000,
+        },
+    );
+    let record = exec::period(&park.state, &id, 0).unwrap();
+    assert!(matches!(
+        record.dispute,
+        Some(DisputeStatus::Resolved {
+            adjustment: -50_000,
+            ..
+        })
+    ));
+    assert_eq!(
+        exec::obligation(&park.state, &firm("power"), &firm("pharma")),
+        50_000
+    );
+    assert_eq!(exec::balance(&park.state, &firm("power")), 900_000 - 50_000);
+    assert_eq!(balance_sum(&park), 0);
+}
+
+#[test]
+fn a_contract_without_arbiter_has_no_disputes() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let mut terms = steam_terms(start);
+    terms.arbiter = None;
+    let id = signed_contract(&mut park, terms);
+    park.rejected(
+        "pharma-op",
+        TxKind::OpenDispute {
+            contract: id,
+            period: 0,
+            reason: "x".into(),
+        },
+        AppError::NoArbiter,
+    );
+}
+
+// --- pools -------------------------------------------------------------------
+
+fn pv_keys() -> BTreeMap<String, u16> {
+    BTreeMap::from([
+        ("city".into(), 3_333),
+        ("pharma".into(), 3_333),
+        ("power".into(), 3_334),
+    ])
+}
+
+#[test]
+fn a_pool_splits_its_period_net_by_largest_remainder() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + 10;
+    let pool = park.ok(
+        "power-op",
+        TxKind::CreatePool {
+            name: "Joint PV field".into(),
+            keys: pv_keys(),
+            start_ms: start,
+            period_ms: DAY,
+        },
+    );
+    let post = |amount| TxKind::PostPoolAmount {
+        pool,
+        period: 0,
+        amount,
+    };
+    park.ok("power-op", post(250)); // income power collected
+    park.ok("city-op", post(-50)); // a cost city paid
+    park.rejected("plaster-op", post(1), AppError::NotMember("plaster".into()));
+    park.rejected(
+        "power-op",
+        post(0),
+        AppError::Invalid {
+            field: "amount",
+            rule: "must not be 0",
+        },
+    );
+    let split = TxKind::SplitPool { pool, period: 0 };
+    park.rejected(
+        "power-op",
+        split.clone(),
+        AppError::PeriodNotOver {
+            period: 0,
+            end_ms: start + DAY,
+        },
+    );
+    park.advance_to(start + DAY);
+    park.ok("pharma-op", split.clone());
+    // N = 200: 66/66/66 + remainders 6600/6600/6800 -> power, then city.
+    let record: symbiont_contracts::state::PoolPeriod = park
+        .state
+        .get(&Key::PoolPeriod { pool, period: 0 })
+        .unwrap();
+    assert_eq!(
+        record.split.unwrap(),
+        vec![
+            ("city".into(), 67),
+            ("pharma".into(), 66),
+            ("power".into(), 67)
+        ]
+    );
+    // power collected 250 and keeps 67; city paid 50 and gets 67.
+    assert_eq!(exec::balance(&park.state, &firm("power")), -250 + 67);
+    assert_eq!(exec::balance(&park.state, &firm("city")), 50 + 67);
+    assert_eq!(exec::balance(&park.state, &firm("pharma")), 66);
+    assert_eq!(exec::balance(&park.state, &Account::Pool(pool)), 0);
+    assert_eq!(balance_sum(&park), 0);
+    park.rejected("power-op", split, AppError::PoolPeriodSplit { period: 0 });
+    park.rejected("power-op", post(5), AppError::PoolPeriodSplit { period: 0 });
+    // The pool's operator acknowledges what members paid into it.
+    park.ok(
+        "power-op",
+        TxKind::AcknowledgePayment {
+            payer: firm("power"),
+            payee: Account::Pool(pool),
+            amount: 250,
+        },
+    );
+    assert_eq!(
+        exec::obligation(&park.state, &firm("power"), &Account::Pool(pool)),
+        0
+    );
+}
+
+#[test]
+fn pool_creation_rejections() {
+    let mut park = Park::new().with_staff();
+    let create = |keys| TxKind::CreatePool {
+        name: "Shared steam line".into(),
+        keys,
+        start_ms: 0,
+        period_ms: DAY,
+    };
+    let mut short = pv_keys();
+    short.insert("power".into(), 3_333);
+    park.rejected(
+        "power-op",
+        create(short),
+        AppError::Pool(PoolError::KeysNotWhole { sum: 9_999 }),
+    );
+    let mut stranger = pv_keys();
+    stranger.insert("nobody".into(), 0);
+    park.rejected(
+        "power-op",
+        create(stranger),
+        AppError::Pool(PoolError::ZeroKey {
+            member: "nobody".into(),
+        }),
+    );
+    let mut unknown = pv_keys();
+    unknown.remove("power");
+    unknown.insert("nobody".into(), 3_334);
+    park.rejected(
+        "power-op",
+        create(unknown),
+        AppError::UnknownFirm("nobody".into()),
+    );
+    park.rejected(
+        "power-op",
+        TxKind::PostPoolAmount {
+            pool: Hash::ZERO,
+            period: 0,
+            amount: 1,
+        },
+        AppError::UnknownPool(Hash::ZERO),
+    );
+}
+
+// --- blocks --------------------------------------------------------------------
+
+#[test]
+fn the_app_hash_chains_the_previous_hash_and_the_writes() {
+    let mut park = Park::new();
+    let genesis_hash = park.state.app_hash();
+    assert_eq!(
+        genesis_hash,
+        exec::genesis_state(&genesis()).app_hash(),
+        "genesis state is deterministic"
+    );
+    let tx = park.tx(
+        "power",
+        TxKind::AuthorizeKey {
+            firm: "power".into(),
+            key: public("power-op"),
+            role: KeyRole::Operator,
+        },
+    );
+    let outcome = park.block(&[tx]);
+    assert_eq!(
+        outcome.app_hash,
+        state::app_hash(&genesis_hash, &outcome.writes)
+    );
+    assert_eq!(park.state.app_hash(), outcome.app_hash);
+    // Writes are in ascending key order and include the key, the nonce,
+    // the receipt and the meta record.
+    let keys: Vec<&Vec<u8>> = outcome.writes.iter().map(|(k, _)| k).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(outcome.writes.len(), 4);
+}
+
+#[test]
+fn a_block_with_wrong_height_or_time_is_refused_without_change() {
+    let mut park = Park::new();
+    let before = park.state.records().clone();
+    let at = |height, time_ms| BlockInfo { height, time_ms };
+    assert_eq!(
+        exec::execute_block(&mut park.state, &at(2, GENESIS_MS + 1), &[]),
+        Err(BlockError::WrongHeight {
+            expected: 1,
+            got: 2
+        })
+    );
+    assert_eq!(
+        exec::execute_block(&mut park.state, &at(1, GENESIS_MS), &[]),
+        Err(BlockError::TimeNotAfter {
+            previous: GENESIS_MS,
+            got: GENESIS_MS
+        })
+    );
+    assert!(park.state.records() == &before);
+}
