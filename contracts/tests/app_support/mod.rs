@@ -98,6 +98,7 @@ pub fn genesis() -> Genesis {
     }
 }
 
+#[derive(Clone)]
 pub struct Park {
     pub state: State,
     pub height: u64,
