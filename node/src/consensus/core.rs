@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::keeper::{MAX_ROUND_LOOKAHEAD, OnceRule, VoteError, VoteKeeper};
+use super::keeper::{MAX_ROUND_LOOKAHEAD, OnceRule, VoteKeeper};
 use super::proposer::ProposerSelector;
 use super::types::{
     ConsensusError, Context, Height, Proposal, Round, Step, Timeout, TimeoutKind, ValidatorSet,
@@ -334,12 +334,21 @@ impl<C: Context> Core<C> {
 
     fn record_vote(&mut self, vote: Vote<C>, out: &mut Vec<Output<C>>) {
         let second = vote.clone();
-        match self.keeper.apply(vote, self.round) {
-            Ok(()) => {}
-            Err(VoteError::Conflicting { first }) => {
-                out.push(Output::Equivocation { first, second })
-            }
-            Err(_) => {}
+        let relevant = self.is_relevant(&vote.value);
+        if let Ok(Some(first)) = self.keeper.apply(vote, self.round, relevant) {
+            out.push(Output::Equivocation { first, second });
+        }
+    }
+
+    /// Nil or the value of a proposal kept at this height.
+    pub fn is_relevant(&self, value: &Option<C::ValueId>) -> bool {
+        match value {
+            None => true,
+            Some(id) => self
+                .proposals
+                .values()
+                .flatten()
+                .any(|(p, _)| C::value_id(&p.value) == *id),
         }
     }
 
@@ -359,7 +368,7 @@ impl<C: Context> Core<C> {
         // Count our own vote (non-validators' votes are refused by the keeper
         // and are not sent either).
         if self.validators.contains(&self.address) {
-            let _ = self.keeper.apply(vote.clone(), self.round);
+            let _ = self.keeper.apply(vote.clone(), self.round, true);
             out.push(Output::Vote(vote));
         }
     }

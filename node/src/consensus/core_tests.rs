@@ -379,7 +379,7 @@ fn l36_in_precommit_step_updates_valid_but_not_lock() {
 }
 
 #[test]
-fn equivocating_and_duplicate_votes_are_not_counted_twice() {
+fn equivocating_votes_count_once_per_value_and_duplicates_not_at_all() {
     let (mut core, _) = started(2);
     let out = feed(
         &mut core,
@@ -389,8 +389,49 @@ fn equivocating_and_duplicate_votes_are_not_counted_twice() {
         if first.value.is_none() && second.value.as_deref() == Some("red")));
     let out = feed(&mut core, vec![prevote(1, 0, None)]);
     assert!(out.is_empty(), "duplicate");
+    // One validator in the total; its votes count once for each value.
     assert_eq!(core.keeper().power_any(0, VoteType::Prevote), 1);
     assert_eq!(core.keeper().power_for(0, VoteType::Prevote, &None), 1);
+    assert_eq!(
+        core.keeper()
+            .power_for(0, VoteType::Prevote, &Some("red".into())),
+        1
+    );
+    // A bounded number of different votes per slot is counted, unless they
+    // are for a value proposed at this height.
+    feed(&mut core, vec![prevote(1, 0, Some("blue"))]);
+    assert_eq!(
+        core.keeper()
+            .power_for(0, VoteType::Prevote, &Some("blue".into())),
+        0
+    );
+    feed(
+        &mut core,
+        vec![proposal(0, "blue", None, true), prevote(1, 0, Some("blue"))],
+    );
+    // Ours (L22) and v1's third vote.
+    assert_eq!(
+        core.keeper()
+            .power_for(0, VoteType::Prevote, &Some("blue".into())),
+        2
+    );
+}
+
+#[test]
+fn equivocator_vote_completes_a_polka_for_its_value() {
+    // v3 prevoted nil to us first, then red (relayed by a peer that got it):
+    // the paper counts messages, so red has 2f+1 prevotes.
+    let (mut core, _) = started(2);
+    let out = feed(
+        &mut core,
+        vec![
+            proposal(0, "red", None, true),
+            prevote(3, 0, None),
+            prevote(4, 0, Some("red")),
+            prevote(3, 0, Some("red")),
+        ],
+    );
+    assert!(votes_in(&out).contains(&(VoteType::Precommit, 0, Some("red".into()))));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use symbiont_contracts::codec;
 
 use super::core::{Core, Input, Output, Params};
-use super::keeper::MAX_ROUND_LOOKAHEAD;
+use super::keeper::{MAX_ROUND_LOOKAHEAD, MAX_VOTES_PER_SLOT};
 use super::proposer::ProposerSelector;
 use super::signed::{
     CommitCertificate, DuplicateVoteEvidence, Message, SignedProposal, SignedVote,
@@ -94,8 +94,9 @@ pub struct Engine<C: Context> {
     core: Core<C>,
     guard: SignGuard<C>,
     wal: Wal<C>,
-    /// Verified votes of the current height, one per slot.
-    votes: BTreeMap<(Round, VoteType, C::Address), SignedVote<C>>,
+    /// Verified votes of the current height; more than one per slot only
+    /// from an equivocating validator (bounded by `MAX_VOTES_PER_SLOT`).
+    votes: BTreeMap<(Round, VoteType, C::Address), Vec<SignedVote<C>>>,
     /// Slots already reported as equivocation.
     equivocations: BTreeSet<(Round, VoteType, C::Address)>,
     /// Hashes of proposals seen at this height.
@@ -224,6 +225,12 @@ impl<C: Context> Engine<C> {
         &self.core
     }
 
+    /// Test-only access, to switch on a deliberately broken rule.
+    #[cfg(test)]
+    pub(crate) fn core_mut(&mut self) -> &mut Core<C> {
+        &mut self.core
+    }
+
     pub fn height(&self) -> Height {
         self.core.height()
     }
@@ -301,10 +308,10 @@ impl<C: Context> Engine<C> {
             messages.extend(
                 self.votes
                     .iter()
-                    .filter(|((r, t, _), v)| {
-                        *r == *valid_round && *t == VoteType::Prevote && v.vote.value == id
-                    })
-                    .map(|(_, v)| Message::Vote(v.clone())),
+                    .filter(|((r, t, _), _)| *r == *valid_round && *t == VoteType::Prevote)
+                    .flat_map(|(_, votes)| votes.iter())
+                    .filter(|v| v.vote.value == id)
+                    .map(|v| Message::Vote(v.clone())),
             );
         }
         messages
@@ -393,16 +400,22 @@ impl<C: Context> Engine<C> {
             return Ok(());
         }
         let slot = (vote.round, vote.vote_type, vote.validator.clone());
-        if let Some(existing) = self.votes.get(&slot) {
-            if existing.vote != signed.vote && self.equivocations.insert(slot) {
-                out.push(EngineOutput::Evidence(DuplicateVoteEvidence::new(
-                    existing.clone(),
-                    signed,
-                )));
-            }
+        let existing = self.votes.entry(slot.clone()).or_default();
+        let relevant = self.core.is_relevant(&signed.vote.value);
+        if existing.iter().any(|v| v.vote == signed.vote)
+            || (existing.len() >= MAX_VOTES_PER_SLOT && !relevant)
+        {
             return Ok(());
         }
-        self.votes.insert(slot, signed.clone());
+        if let Some(first) = existing.first() {
+            if self.equivocations.insert(slot) {
+                out.push(EngineOutput::Evidence(DuplicateVoteEvidence::new(
+                    first.clone(),
+                    signed.clone(),
+                )));
+            }
+        }
+        existing.push(signed.clone());
         self.record(WalEntry::Vote(signed.clone()))?;
         let outputs = self.core.handle(Input::Vote(signed.vote))?;
         self.execute(outputs, out)
@@ -521,14 +534,14 @@ impl<C: Context> Engine<C> {
                         continue;
                     };
                     let signed = SignedVote { vote, signature };
-                    self.votes.insert(
-                        (
+                    self.votes
+                        .entry((
                             signed.vote.round,
                             signed.vote.vote_type,
                             signed.vote.validator.clone(),
-                        ),
-                        signed.clone(),
-                    );
+                        ))
+                        .or_default()
+                        .push(signed.clone());
                     self.send_own(
                         key,
                         Message::Vote(signed.clone()),
@@ -611,11 +624,13 @@ impl<C: Context> Engine<C> {
         let signatures: Vec<(C::Address, C::Signature)> = precommits
             .into_iter()
             .filter_map(|address| {
-                let vote = self
+                let votes = self
                     .votes
                     .get(&(round, VoteType::Precommit, address.clone()))?;
-                (vote.vote.value.as_ref() == Some(&value_id))
-                    .then(|| (address, vote.signature.clone()))
+                let vote = votes
+                    .iter()
+                    .find(|v| v.vote.value.as_ref() == Some(&value_id))?;
+                Some((address, vote.signature.clone()))
             })
             .collect();
         let certificate = CommitCertificate {

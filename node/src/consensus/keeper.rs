@@ -11,18 +11,24 @@ use super::types::{Context, Height, Power, Round, ValidatorSet, Vote, VoteType};
 /// again once the core is closer.
 pub const MAX_ROUND_LOOKAHEAD: Round = 64;
 
+/// Different votes counted per validator per (round, type), not counting
+/// votes for nil or for a value proposed at this height (those are always
+/// counted; they are bounded by the proposals kept). An equivocating
+/// validator's votes count for each value it voted for: the paper counts
+/// messages, and correct validators relay what they received, so refusing
+/// a second vote would cost liveness; safety is unaffected, since two
+/// quorums still share a correct validator.
+pub const MAX_VOTES_PER_SLOT: usize = 2;
+
 /// Why a vote was not counted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VoteError<C: Context> {
+pub enum VoteError {
     WrongHeight,
     NotValidator,
     /// Same vote seen before: harmless, not counted twice.
     Duplicate,
-    /// A different vote by the same validator at the same height, round and
-    /// type: equivocation. The first vote stays counted.
-    Conflicting {
-        first: Vote<C>,
-    },
+    /// More different votes by one validator in one slot than are counted.
+    TooManyConflicting,
     TooFarAhead,
 }
 
@@ -39,7 +45,7 @@ pub enum OnceRule {
 
 #[derive(Clone, Debug)]
 struct Tally<C: Context> {
-    by_validator: BTreeMap<C::Address, Option<C::ValueId>>,
+    by_validator: BTreeMap<C::Address, Vec<Option<C::ValueId>>>,
     by_value: BTreeMap<Option<C::ValueId>, Power>,
     total: Power,
 }
@@ -111,7 +117,16 @@ impl<C: Context> VoteKeeper<C> {
     }
 
     /// Counts `vote`. `current_round` bounds how far ahead votes are kept.
-    pub fn apply(&mut self, vote: Vote<C>, current_round: Round) -> Result<(), VoteError<C>> {
+    /// Returns the validator's earlier vote in this slot if this one
+    /// conflicts with it (equivocation; both are counted, each for its value).
+    /// `relevant`: the vote is for nil or for a proposed value, and is
+    /// counted even past `MAX_VOTES_PER_SLOT`.
+    pub fn apply(
+        &mut self,
+        vote: Vote<C>,
+        current_round: Round,
+        relevant: bool,
+    ) -> Result<Option<Vote<C>>, VoteError> {
         if vote.height != self.height {
             return Err(VoteError::WrongHeight);
         }
@@ -122,36 +137,41 @@ impl<C: Context> VoteKeeper<C> {
         if vote.round > current_round.saturating_add(MAX_ROUND_LOOKAHEAD) {
             return Err(VoteError::TooFarAhead);
         }
+        let total_power = self.validators.total_power();
         let round_votes = self.rounds.entry(vote.round).or_default();
         let tally = match vote.vote_type {
             VoteType::Prevote => &mut round_votes.prevotes,
             VoteType::Precommit => &mut round_votes.precommits,
         };
-        if let Some(existing) = tally.by_validator.get(&vote.validator) {
-            if *existing == vote.value {
-                return Err(VoteError::Duplicate);
-            }
-            let first = Vote {
-                value: existing.clone(),
-                ..vote
-            };
-            return Err(VoteError::Conflicting { first });
-        }
-        // The validator set's total fits in a u64 (checked at construction)
-        // and each validator counts once per tally, so these sums cannot
-        // overflow; checked anyway, as a safety invariant.
-        tally
+        let values = tally
             .by_validator
-            .insert(vote.validator.clone(), vote.value.clone());
+            .entry(vote.validator.clone())
+            .or_default();
+        if values.contains(&vote.value) {
+            return Err(VoteError::Duplicate);
+        }
+        if values.len() >= MAX_VOTES_PER_SLOT && !relevant {
+            return Err(VoteError::TooManyConflicting);
+        }
+        let first = values.first().map(|value| Vote {
+            value: value.clone(),
+            ..vote.clone()
+        });
+        values.push(vote.value.clone());
+        // Each validator counts once per value and once in the total, so
+        // these sums stay within the total power; checked anyway.
         let by_value = tally.by_value.entry(vote.value).or_insert(0);
         *by_value = by_value
             .checked_add(power)
             .expect("power sum bounded by total");
-        tally.total = tally
-            .total
-            .checked_add(power)
-            .expect("power sum bounded by total");
-        assert!(tally.total <= self.validators.total_power());
+        assert!(*by_value <= total_power);
+        if first.is_none() {
+            tally.total = tally
+                .total
+                .checked_add(power)
+                .expect("power sum bounded by total");
+            assert!(tally.total <= total_power);
+        }
         if round_votes
             .voters
             .insert(vote.validator.clone(), power)
@@ -162,7 +182,7 @@ impl<C: Context> VoteKeeper<C> {
                 .checked_add(power)
                 .expect("power sum bounded by total");
         }
-        Ok(())
+        Ok(first)
     }
 
     /// Power of the votes of `vote_type` in `round` for `value` (nil: `None`).
@@ -246,7 +266,7 @@ impl<C: Context> VoteKeeper<C> {
                 r.tally(vote_type)
                     .by_validator
                     .iter()
-                    .filter(|(_, v)| *v == value)
+                    .filter(|(_, values)| values.contains(value))
                     .map(|(a, _)| a.clone())
                     .collect()
             })

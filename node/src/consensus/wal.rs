@@ -61,6 +61,8 @@ pub trait WalStorage: Send {
     fn append(&mut self, bytes: &[u8]) -> Result<(), WalError>;
     fn sync(&mut self) -> Result<(), WalError>;
     fn reset(&mut self) -> Result<(), WalError>;
+    /// Cuts the log to `len` bytes, durably (drops a torn tail).
+    fn truncate(&mut self, len: usize) -> Result<(), WalError>;
     fn read_all(&mut self) -> Result<Vec<u8>, WalError>;
 }
 
@@ -111,6 +113,8 @@ pub struct Replay<C: Context> {
     /// The last record was cut short or garbled (a crash during a write
     /// that was never synced); it was dropped.
     pub torn_tail: bool,
+    /// Bytes of the log up to the end of the last good record.
+    pub valid_len: usize,
 }
 
 /// Decodes every record. A bad last record is a torn write and is dropped;
@@ -124,6 +128,7 @@ pub fn decode_log<C: Context>(bytes: &[u8]) -> Result<Replay<C>, WalError> {
             return Ok(Replay {
                 entries,
                 torn_tail: true,
+                valid_len: offset,
             });
         }
         let length = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
@@ -138,6 +143,7 @@ pub fn decode_log<C: Context>(bytes: &[u8]) -> Result<Replay<C>, WalError> {
             return Ok(Replay {
                 entries,
                 torn_tail: true,
+                valid_len: offset,
             });
         };
         let is_last = HEADER_BYTES + length == rest.len();
@@ -146,6 +152,7 @@ pub fn decode_log<C: Context>(bytes: &[u8]) -> Result<Replay<C>, WalError> {
                 return Ok(Replay {
                     entries,
                     torn_tail: true,
+                    valid_len: offset,
                 });
             }
             return Err(WalError::Corrupt {
@@ -163,6 +170,7 @@ pub fn decode_log<C: Context>(bytes: &[u8]) -> Result<Replay<C>, WalError> {
     Ok(Replay {
         entries,
         torn_tail: false,
+        valid_len: bytes.len(),
     })
 }
 
@@ -204,13 +212,18 @@ impl<C: Context> Wal<C> {
         self.append(marker)
     }
 
-    /// Everything since the last marker.
+    /// Everything since the last marker. A torn tail is cut off, so that
+    /// new records follow the last good one.
     pub fn replay(&mut self) -> Result<Replay<C>, WalError> {
         let bytes = self.storage.read_all()?;
         let replay = decode_log(&bytes)?;
+        if replay.torn_tail {
+            self.storage.truncate(replay.valid_len)?;
+        }
         Ok(Replay {
             entries: since_last_marker(replay.entries),
             torn_tail: replay.torn_tail,
+            valid_len: replay.valid_len,
         })
     }
 }
@@ -246,6 +259,12 @@ impl WalStorage for FileWal {
         let temp = self.path.with_file_name(name);
         super::signer::write_atomically(&self.path, &temp, &[])?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<(), WalError> {
+        self.file.set_len(len as u64)?;
+        self.file.sync_all()?;
         Ok(())
     }
 
@@ -299,6 +318,12 @@ impl WalStorage for SharedMemoryWal {
         let mut wal = self.0.lock().expect("wal lock");
         wal.bytes.clear();
         wal.durable_len = 0;
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) -> Result<(), WalError> {
+        let mut wal = self.0.lock().expect("wal lock");
+        wal.bytes.truncate(len);
+        wal.durable_len = wal.durable_len.min(len);
         Ok(())
     }
     fn read_all(&mut self) -> Result<Vec<u8>, WalError> {

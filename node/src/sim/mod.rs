@@ -1,0 +1,1148 @@
+//! A deterministic simulator for the consensus engine (TigerBeetle VOPR
+//! style). One seed decides everything: cluster size and powers, network
+//! delays, loss, duplication, reordering, partitions forming and healing,
+//! crashes and restarts that lose unsynced WAL bytes, clock skew, and up to
+//! f Byzantine validators. Checkers run on every decision and every message
+//! an honest validator sends. Test infrastructure: the node does not use it.
+
+pub mod context;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::{Arc, Mutex};
+
+use crate::consensus::core::Params;
+use crate::consensus::engine::{Engine, EngineInput, EngineOutput};
+use crate::consensus::proposer::{ProposerSelector, WeightedRoundRobin, absent_validators};
+use crate::consensus::signed::{
+    CommitCertificate, Message, SignedProposal, SignedVote, proposal_sign_bytes, vote_sign_bytes,
+};
+use crate::consensus::signer::{SignGuard, SignState, SignStateStore, Signer, StoreError};
+use crate::consensus::types::{Height, Round, Timeout, ValidatorSet, VoteType};
+use crate::consensus::wal::SharedMemoryWal;
+
+pub use context::{Address, Rng, SimBlock, SimContext, block_is_valid, sim_sign};
+
+type Ctx = SimContext;
+const CHAIN_ID: &str = "sim";
+
+/// What a run may do. Everything else is drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Cluster size; drawn from the seed if `None`.
+    pub validators: Option<usize>,
+    /// Network faults, partitions, crashes and skew during the fault phase.
+    pub faults: bool,
+    /// Up to f Byzantine validators.
+    pub byzantine: bool,
+    /// Validators crashed for the whole run (rate measurements).
+    pub crashed_forever: Vec<Address>,
+    /// Plain Tendermint for comparison: 3 s propose timeout, no proposer
+    /// skipping, no adaptation.
+    pub plain: bool,
+    /// Length of the fault phase; drawn from the seed if `None`.
+    pub fault_phase_ms: Option<u64>,
+    /// Fixed one-way delay range (min, max), drawn if `None`.
+    pub delay_ms: Option<(u64, u64)>,
+    /// Keep a trace of events.
+    pub trace: bool,
+    /// Test-only: break the lock rule in every honest validator.
+    #[cfg(test)]
+    pub ignore_lock: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            validators: None,
+            faults: true,
+            byzantine: true,
+            crashed_forever: Vec::new(),
+            plain: false,
+            fault_phase_ms: None,
+            delay_ms: None,
+            trace: false,
+            #[cfg(test)]
+            ignore_lock: false,
+        }
+    }
+}
+
+/// Heights every honest node must decide after the fault phase ends.
+pub const LIVENESS_HEIGHTS: u64 = 2;
+/// Simulated time allowed for them: about 20 rounds at the largest timeouts
+/// the adaptive level allows.
+pub const LIVENESS_BOUND_MS: u64 = 60_000;
+/// A run that takes more events than this is a livelock.
+pub const MAX_EVENTS: u64 = 3_000_000;
+const GOSSIP_INTERVAL_MS: u64 = 400;
+
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    pub seed: u64,
+    pub validators: usize,
+    pub byzantine: usize,
+    pub events: u64,
+    pub simulated_ms: u64,
+    /// Lowest height decided by every honest live node.
+    pub min_decided_height: u64,
+    /// Height decided by node 0 (rate measurements).
+    pub decided_by_first: u64,
+    pub crashes: u64,
+    pub evidence: u64,
+    /// Longest time between two decisions of one honest node.
+    pub slowest_decision_ms: u64,
+    pub violations: Vec<String>,
+    pub trace: Vec<String>,
+}
+
+impl SimReport {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release -p symbiont-node --bin symbiont-sim -- --seed {} --trace",
+            self.seed
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    Silent,
+    Equivocate,
+    DoubleProposal,
+    RandomVotes,
+    Garbage,
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Deliver {
+        to: Address,
+        message: Message<Ctx>,
+    },
+    Timer {
+        node: Address,
+        incarnation: u32,
+        timeout: Timeout,
+    },
+    Gossip {
+        node: Address,
+    },
+    Crash {
+        node: Address,
+    },
+    Restart {
+        node: Address,
+    },
+    Partition,
+    Heal,
+}
+
+/// The sign-state "disk": saves are durable when they return.
+#[derive(Clone, Default)]
+struct SharedSignStore(Arc<Mutex<Option<SignState<Ctx>>>>);
+
+impl SignStateStore<Ctx> for SharedSignStore {
+    fn load(&mut self) -> Result<Option<SignState<Ctx>>, StoreError> {
+        Ok(self.0.lock().expect("store").clone())
+    }
+    fn save(&mut self, state: &SignState<Ctx>) -> Result<(), StoreError> {
+        *self.0.lock().expect("store") = Some(state.clone());
+        Ok(())
+    }
+}
+
+struct SimSigner(Address);
+
+impl Signer<Ctx> for SimSigner {
+    fn address(&self) -> Address {
+        self.0
+    }
+    fn sign(&self, message: &[u8]) -> u64 {
+        sim_sign(self.0, message)
+    }
+}
+
+struct Node {
+    id: Address,
+    behaviour: Behaviour,
+    engine: Option<Engine<Ctx>>,
+    incarnation: u32,
+    /// Durable: committed blocks and their certificates.
+    chain: Vec<(SimBlock, CommitCertificate<Ctx>)>,
+    wal: SharedMemoryWal,
+    sign_store: SharedSignStore,
+    /// Timer speed in permille of real (clock skew).
+    clock_permille: u64,
+    last_decision_ms: u64,
+    /// Last commit served to each peer: (height, time).
+    served: BTreeMap<Address, (Height, u64)>,
+    /// Commits received for heights ahead of ours (block sync), bounded.
+    sync_buffer: BTreeMap<Height, (SimBlock, CommitCertificate<Ctx>)>,
+}
+
+/// Heights sent at once to a peer that is behind, and kept by a node that
+/// receives them ahead of its height.
+const SYNC_BATCH: u64 = 32;
+
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+/// Network behaviour drawn from the seed.
+struct Network {
+    min_delay_ms: u64,
+    max_delay_ms: u64,
+    loss_permille: u64,
+    duplicate_permille: u64,
+    /// blocked[from][to]: messages from `from` to `to` are dropped.
+    blocked: Vec<Vec<bool>>,
+}
+
+pub struct Simulator {
+    config: SimConfig,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<Node>,
+    validators: ValidatorSet<Ctx>,
+    params: Params,
+    selector: Arc<dyn ProposerSelector<Ctx>>,
+    network: Network,
+    fault_phase_ms: u64,
+    /// Decided value per height (agreement).
+    decisions: BTreeMap<Height, u64>,
+    /// What each honest validator signed: (validator, height, round, step) -> message.
+    signed: BTreeMap<(Address, Height, Round, u8), Vec<u8>>,
+    /// Values some validator proposed (validity).
+    proposed_ids: std::collections::BTreeSet<u64>,
+    report: SimReport,
+    target_height: Option<Height>,
+    fixed_duration_ms: Option<u64>,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let n = config
+            .validators
+            .unwrap_or_else(|| *rng.pick(&[4usize, 4, 5, 7, 7, 10]));
+        let equal = rng.chance(600);
+        let powers: Vec<u64> = (0..n)
+            .map(|_| if equal { 1 } else { rng.range(1, 3) })
+            .collect();
+        let validators =
+            ValidatorSet::new(powers.iter().enumerate().map(|(i, p)| (i as Address, *p)))
+                .expect("valid set");
+        // Byzantine validators: strictly less than 1/3 of the power (n >= 3f+1).
+        let mut behaviours = vec![Behaviour::Honest; n];
+        if config.byzantine {
+            let wanted = rng.range(0, n as u64 / 3 + 1);
+            let mut power = 0;
+            let mut order: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                order.swap(i, rng.range(0, i as u64) as usize);
+            }
+            let mut chosen = 0;
+            for i in order {
+                if chosen >= wanted || 3 * (power + powers[i]) >= validators.total_power() {
+                    continue;
+                }
+                // Crashed-forever validators are the fault; keep them honest.
+                if config.crashed_forever.contains(&(i as Address)) {
+                    continue;
+                }
+                power += powers[i];
+                chosen += 1;
+                behaviours[i] = *rng.pick(&[
+                    Behaviour::Silent,
+                    Behaviour::Equivocate,
+                    Behaviour::Equivocate,
+                    Behaviour::DoubleProposal,
+                    Behaviour::RandomVotes,
+                    Behaviour::Garbage,
+                ]);
+            }
+        }
+        let (min_delay_ms, max_delay_ms) = config.delay_ms.unwrap_or_else(|| {
+            let min = rng.range(1, 10);
+            (min, min + rng.range(1, 100))
+        });
+        let faults = config.faults;
+        let network = Network {
+            min_delay_ms,
+            max_delay_ms,
+            loss_permille: if faults && rng.chance(700) {
+                rng.range(0, 150)
+            } else {
+                0
+            },
+            duplicate_permille: if faults && rng.chance(500) {
+                rng.range(0, 100)
+            } else {
+                0
+            },
+            blocked: vec![vec![false; n]; n],
+        };
+        let params = if config.plain {
+            Params {
+                timeout_propose_ms: 3000,
+                timeout_propose_delta_ms: 500,
+                timeout_prevote_ms: 1000,
+                timeout_prevote_delta_ms: 500,
+                timeout_precommit_ms: 1000,
+                timeout_precommit_delta_ms: 500,
+                max_timeout_level: 0,
+            }
+        } else {
+            Params::default()
+        };
+        let fault_phase_ms = config
+            .fault_phase_ms
+            .unwrap_or_else(|| rng.range(1000, 4000));
+        let skew = if faults { rng.range(0, 200) } else { 0 };
+        let nodes = (0..n)
+            .map(|i| Node {
+                id: i as Address,
+                behaviour: behaviours[i],
+                engine: None,
+                incarnation: 0,
+                chain: Vec::new(),
+                wal: SharedMemoryWal::default(),
+                sign_store: SharedSignStore::default(),
+                clock_permille: 1000 - skew + rng.range(0, 2 * skew),
+                last_decision_ms: 0,
+                served: BTreeMap::new(),
+                sync_buffer: BTreeMap::new(),
+            })
+            .collect();
+        let report = SimReport {
+            seed: config.seed,
+            validators: n,
+            byzantine: behaviours
+                .iter()
+                .filter(|b| **b != Behaviour::Honest)
+                .count(),
+            ..SimReport::default()
+        };
+        Self {
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            validators,
+            params,
+            selector: Arc::new(WeightedRoundRobin),
+            network,
+            fault_phase_ms,
+            decisions: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            proposed_ids: Default::default(),
+            report,
+            target_height: None,
+            fixed_duration_ms: None,
+            config,
+        }
+    }
+
+    fn trace(&mut self, line: impl FnOnce() -> String) {
+        if self.config.trace {
+            let line = format!("{:>7}ms {}", self.now, line());
+            self.report.trace.push(line);
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        if self.report.violations.len() < 16 {
+            self.trace(|| format!("VIOLATION {what}"));
+            self.report.violations.push(what);
+            if self.config.trace {
+                for i in 0..self.nodes.len() {
+                    let line = self.node_state(i);
+                    self.trace(|| line);
+                }
+            }
+        }
+    }
+
+    fn node_state(&self, i: usize) -> String {
+        let node = &self.nodes[i];
+        match &node.engine {
+            None => format!("node {i} ({:?}) down", node.behaviour),
+            Some(engine) => {
+                let core = engine.core();
+                format!(
+                    "node {i} ({:?}) height {} round {} step {:?} locked {:?} valid {:?} excluded {:?}",
+                    node.behaviour,
+                    core.height(),
+                    core.round(),
+                    core.step(),
+                    core.locked()
+                        .map(|(r, v)| (*r, <Ctx as crate::consensus::types::Context>::value_id(v))),
+                    core.valid()
+                        .map(|(r, v)| (*r, <Ctx as crate::consensus::types::Context>::value_id(v))),
+                    core.excluded_proposers()
+                ) + &(0..2u32)
+                    .map(|r| {
+                        let keeper = core.keeper();
+                        format!(
+                            " | r{r}: prevotes {} for valid {:?} polka {:?} precommits {}",
+                            keeper.power_any(r, VoteType::Prevote),
+                            core.valid().or(core.locked()).map(|(_, v)| {
+                                keeper.voters_for(
+                                    r,
+                                    VoteType::Prevote,
+                                    &Some(<Ctx as crate::consensus::types::Context>::value_id(v)),
+                                )
+                            }),
+                            keeper.quorum_value(r, VoteType::Prevote),
+                            keeper.power_any(r, VoteType::Precommit)
+                        )
+                    })
+                    .collect::<String>()
+            }
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            time: self.now + delay_ms,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn honest(&self, node: Address) -> bool {
+        self.nodes[node as usize].behaviour == Behaviour::Honest
+    }
+
+    fn in_fault_phase(&self) -> bool {
+        self.config.faults && self.now < self.fault_phase_ms
+    }
+
+    /// Runs to the end and returns the report.
+    pub fn run(mut self) -> SimReport {
+        let n = self.nodes.len();
+        for i in 0..n {
+            let id = i as Address;
+            if self.config.crashed_forever.contains(&id) {
+                continue;
+            }
+            self.start_node(id);
+            let first_gossip = self.rng.range(1, GOSSIP_INTERVAL_MS);
+            self.schedule(first_gossip, Event::Gossip { node: id });
+        }
+        if self.config.faults {
+            self.plan_faults();
+        }
+        let end_ms = self.fault_phase_ms + LIVENESS_BOUND_MS;
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.now = next.time;
+            self.report.events += 1;
+            if self.report.events > MAX_EVENTS {
+                self.violation(format!("no end after {MAX_EVENTS} events"));
+                break;
+            }
+            self.step(next.event);
+            if let Some(duration) = self.fixed_duration_ms {
+                if self.now >= duration || !self.report.violations.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            if !self.report.violations.is_empty() || self.done() {
+                break;
+            }
+            if self.now > end_ms {
+                let target = self.target_height.unwrap_or(0);
+                self.violation(format!(
+                    "liveness: honest nodes did not all decide height {target} within {LIVENESS_BOUND_MS} ms after the faults ended (lowest: {})",
+                    self.lowest_honest_height()
+                ));
+                break;
+            }
+        }
+        self.report.simulated_ms = self.now;
+        self.report.min_decided_height = self.lowest_honest_height();
+        self.report.decided_by_first = self.nodes[0].chain.len() as u64;
+        self.report
+    }
+
+    fn live_honest(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|node| {
+            node.behaviour == Behaviour::Honest && !self.config.crashed_forever.contains(&node.id)
+        })
+    }
+
+    fn lowest_honest_height(&self) -> u64 {
+        self.live_honest()
+            .map(|node| node.chain.len() as u64)
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn done(&mut self) -> bool {
+        if self.now < self.fault_phase_ms {
+            return false;
+        }
+        let target = match self.target_height {
+            Some(t) => t,
+            None => {
+                let highest = self
+                    .live_honest()
+                    .map(|node| node.chain.len() as u64)
+                    .max()
+                    .unwrap_or(0);
+                let t = highest + LIVENESS_HEIGHTS;
+                self.target_height = Some(t);
+                self.trace(|| format!("faults over; every honest node must reach height {t}"));
+                t
+            }
+        };
+        self.lowest_honest_height() >= target
+    }
+
+    /// Crashes, restarts and partitions during the fault phase.
+    fn plan_faults(&mut self) {
+        let n = self.nodes.len() as u64;
+        let phase = self.fault_phase_ms;
+        if self.rng.chance(600) {
+            let crashes = self.rng.range(1, 4);
+            for _ in 0..crashes {
+                let node = self.rng.range(0, n - 1) as Address;
+                if !self.honest(node) || self.config.crashed_forever.contains(&node) {
+                    continue;
+                }
+                let at = self.rng.range(0, phase.saturating_sub(1));
+                let down = self.rng.range(1, 1500);
+                self.schedule(at, Event::Crash { node });
+                self.schedule((at + down).min(phase), Event::Restart { node });
+            }
+        }
+        if self.rng.chance(600) {
+            let partitions = self.rng.range(1, 3);
+            for _ in 0..partitions {
+                let at = self.rng.range(0, phase.saturating_sub(1));
+                let length = self.rng.range(50, 2000);
+                self.schedule(at, Event::Partition);
+                self.schedule((at + length).min(phase), Event::Heal);
+            }
+        }
+        self.schedule(phase, Event::Heal);
+    }
+
+    fn partition(&mut self) {
+        let n = self.nodes.len();
+        let mut side = vec![false; n];
+        let kind = self.rng.range(0, 2);
+        match kind {
+            0 => side[self.rng.range(0, n as u64 - 1) as usize] = true,
+            _ => {
+                for s in side.iter_mut() {
+                    *s = self.rng.chance(500);
+                }
+            }
+        }
+        let asymmetric = kind == 2;
+        for from in 0..n {
+            for to in 0..n {
+                let cut = side[from] != side[to] && (!asymmetric || side[from]);
+                self.network.blocked[from][to] = self.network.blocked[from][to] || cut;
+            }
+        }
+        let side_copy = side.clone();
+        self.trace(|| format!("partition {side_copy:?} asymmetric={asymmetric}"));
+    }
+
+    fn step(&mut self, event: Event) {
+        match event {
+            Event::Deliver { to, message } => self.deliver(to, message),
+            Event::Timer {
+                node,
+                incarnation,
+                timeout,
+            } => {
+                if self.nodes[node as usize].incarnation == incarnation {
+                    self.trace(|| format!("node {node} timeout {timeout:?}"));
+                    self.input(node, EngineInput::Timeout(timeout));
+                }
+            }
+            Event::Gossip { node } => {
+                self.gossip(node);
+                self.schedule(GOSSIP_INTERVAL_MS, Event::Gossip { node });
+            }
+            Event::Crash { node } => self.crash(node),
+            Event::Restart { node } => {
+                if self.nodes[node as usize].engine.is_none() {
+                    self.start_node(node);
+                }
+            }
+            Event::Partition => {
+                if self.in_fault_phase() {
+                    self.partition();
+                }
+            }
+            Event::Heal => {
+                for row in self.network.blocked.iter_mut() {
+                    row.iter_mut().for_each(|b| *b = false);
+                }
+                self.trace(|| "heal".into());
+            }
+        }
+    }
+
+    fn excluded_for(&self, chain: &[(SimBlock, CommitCertificate<Ctx>)]) -> Vec<Address> {
+        if self.config.plain {
+            return Vec::new();
+        }
+        let recent: Vec<Vec<Address>> = chain
+            .iter()
+            .rev()
+            .take(crate::consensus::proposer::ABSENCE_WINDOW)
+            .rev()
+            .filter(|(block, _)| block.height > 1)
+            .map(|(block, _)| block.last_commit.clone())
+            .collect();
+        absent_validators(&self.validators, &recent)
+    }
+
+    fn start_node(&mut self, id: Address) {
+        let node = &self.nodes[id as usize];
+        let guard = SignGuard::open(Box::new(SimSigner(id)), Box::new(node.sign_store.clone()))
+            .expect("memory store");
+        let committed = node.chain.len() as Height;
+        let excluded = self.excluded_for(&node.chain);
+        let (mut engine, outputs) = Engine::recover(
+            CHAIN_ID.to_string(),
+            self.params.clone(),
+            self.selector.clone(),
+            guard,
+            Box::new(node.wal.clone()),
+            committed,
+            self.validators.clone(),
+            excluded,
+        )
+        .expect("recovery");
+        #[cfg(test)]
+        if self.config.ignore_lock && self.honest(id) {
+            engine.core_mut().ignore_lock = true;
+        }
+        #[cfg(not(test))]
+        let _ = &mut engine;
+        let incarnation = self.nodes[id as usize].incarnation;
+        self.trace(|| {
+            format!(
+                "node {id} starts (incarnation {incarnation}) at height {}",
+                committed + 1
+            )
+        });
+        self.nodes[id as usize].engine = Some(engine);
+        self.nodes[id as usize].last_decision_ms = self.now;
+        self.execute(id, outputs);
+    }
+
+    fn crash(&mut self, id: Address) {
+        let keep = {
+            let wal = self.nodes[id as usize].wal.0.lock().expect("wal");
+            let unsynced = wal.unsynced_len() as u64;
+            self.rng.range(0, unsynced)
+        };
+        let node = &mut self.nodes[id as usize];
+        if node.engine.is_none() {
+            return;
+        }
+        node.engine = None;
+        node.incarnation += 1;
+        node.wal.0.lock().expect("wal").crash(keep as usize);
+        self.report.crashes += 1;
+        self.trace(|| format!("node {id} crashes, keeps {keep} unsynced WAL bytes"));
+    }
+
+    fn deliver(&mut self, to: Address, message: Message<Ctx>) {
+        if self.nodes[to as usize].engine.is_none() {
+            return;
+        }
+        let input = match message {
+            Message::Proposal(proposal) => {
+                let valid = block_is_valid(
+                    &proposal.proposal.value,
+                    proposal.proposal.height,
+                    &self.validators,
+                );
+                EngineInput::Proposal { proposal, valid }
+            }
+            Message::Vote(vote) => EngineInput::Vote(vote),
+            Message::Commit { value, certificate } => {
+                let node = &mut self.nodes[to as usize];
+                let height = node.engine.as_ref().map(|e| e.height()).unwrap_or(0);
+                if certificate.height > height && certificate.height <= height + SYNC_BATCH {
+                    node.sync_buffer
+                        .insert(certificate.height, (value, certificate));
+                    return;
+                }
+                EngineInput::Commit { value, certificate }
+            }
+        };
+        self.input(to, input);
+    }
+
+    /// Feeds an input to a live node and executes the outputs.
+    fn input(&mut self, id: Address, input: EngineInput<Ctx>) {
+        let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
+            return;
+        };
+        match engine.handle(input) {
+            Ok(outputs) => self.execute(id, outputs),
+            Err(e) => self.violation(format!("node {id} stopped: {e}")),
+        }
+    }
+
+    fn execute(&mut self, id: Address, outputs: Vec<EngineOutput<Ctx>>) {
+        let mut pending: std::collections::VecDeque<EngineOutput<Ctx>> = outputs.into();
+        while let Some(output) = pending.pop_front() {
+            match output {
+                EngineOutput::Broadcast(message) => self.broadcast(id, message),
+                EngineOutput::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => {
+                    let node = &self.nodes[id as usize];
+                    let delay = duration_ms * node.clock_permille / 1000;
+                    let incarnation = node.incarnation;
+                    self.schedule(
+                        delay.max(1),
+                        Event::Timer {
+                            node: id,
+                            incarnation,
+                            timeout,
+                        },
+                    );
+                }
+                EngineOutput::RequestValue { height, round } => {
+                    let value = self.make_block(id, height);
+                    self.proposed_ids
+                        .insert(<Ctx as crate::consensus::types::Context>::value_id(&value));
+                    let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
+                        return;
+                    };
+                    match engine.handle(EngineInput::ProposeValue {
+                        height,
+                        round,
+                        value,
+                    }) {
+                        Ok(more) => pending.extend(more),
+                        Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                    }
+                }
+                EngineOutput::Decided { value, certificate } => {
+                    let Some(next) = self.on_decided(id, value, certificate) else {
+                        continue;
+                    };
+                    let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
+                        return;
+                    };
+                    match engine.handle(next) {
+                        Ok(more) => pending.extend(more),
+                        Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                    }
+                    // Block sync: a commit for the new height may be waiting.
+                    let node = &mut self.nodes[id as usize];
+                    let height = node.chain.len() as Height + 1;
+                    node.sync_buffer.retain(|h, _| *h >= height);
+                    if let Some((value, certificate)) = node.sync_buffer.remove(&height) {
+                        let engine = node.engine.as_mut().expect("live");
+                        match engine.handle(EngineInput::Commit { value, certificate }) {
+                            Ok(more) => pending.extend(more),
+                            Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                        }
+                    }
+                }
+                EngineOutput::Evidence(evidence) => {
+                    self.report.evidence += 1;
+                    if evidence.verify(CHAIN_ID, &self.validators).is_err() {
+                        self.violation(format!("node {id} produced unverifiable evidence"));
+                    }
+                    let culprit = evidence.first.vote.validator;
+                    if self.honest(culprit) && self.honest(id) {
+                        self.violation(format!("evidence against honest validator {culprit}"));
+                    }
+                }
+                EngineOutput::PeerBehind { peer, height } => self.serve_commit(id, peer, height),
+            }
+        }
+    }
+
+    fn make_block(&mut self, id: Address, height: Height) -> SimBlock {
+        let node = &self.nodes[id as usize];
+        let last_commit = match node.chain.last() {
+            Some((_, certificate)) if height > 1 => certificate.signers(),
+            _ => Vec::new(),
+        };
+        SimBlock {
+            height,
+            proposer: id,
+            payload: self.rng.next_u64(),
+            last_commit,
+        }
+    }
+
+    /// Checks a decision, commits it, and returns the next height's start.
+    fn on_decided(
+        &mut self,
+        id: Address,
+        value: SimBlock,
+        certificate: CommitCertificate<Ctx>,
+    ) -> Option<EngineInput<Ctx>> {
+        let height = self.nodes[id as usize].chain.len() as Height + 1;
+        let value_id = <Ctx as crate::consensus::types::Context>::value_id(&value);
+        if self.honest(id) {
+            if certificate.height != height {
+                self.violation(format!(
+                    "node {id} decided height {} while at {height}",
+                    certificate.height
+                ));
+            }
+            if let Err(e) = certificate.verify(CHAIN_ID, height, &self.validators) {
+                self.violation(format!(
+                    "node {id} decided height {height} with a bad certificate: {e}"
+                ));
+            }
+            if certificate.value_id != value_id {
+                self.violation(format!(
+                    "node {id}: certificate for another value at height {height}"
+                ));
+            }
+            if !block_is_valid(&value, height, &self.validators) {
+                self.violation(format!(
+                    "validity: node {id} decided an invalid block at height {height}"
+                ));
+            }
+            match self.decisions.get(&height) {
+                Some(existing) if *existing != value_id => {
+                    self.violation(format!(
+                        "agreement: node {id} decided {value_id:x} at height {height}, another honest node {existing:x}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.decisions.insert(height, value_id);
+                }
+            }
+            let gap = self.now - self.nodes[id as usize].last_decision_ms;
+            self.report.slowest_decision_ms = self.report.slowest_decision_ms.max(gap);
+        }
+        self.trace(|| {
+            format!(
+                "node {id} decides height {height} round {} value {value_id:x}",
+                certificate.round
+            )
+        });
+        let node = &mut self.nodes[id as usize];
+        node.last_decision_ms = self.now;
+        node.chain.push((value, certificate));
+        let excluded = self.excluded_for(&self.nodes[id as usize].chain);
+        Some(EngineInput::StartHeight {
+            height: height + 1,
+            validators: self.validators.clone(),
+            excluded_proposers: excluded,
+        })
+    }
+
+    /// Sends a peer that is behind the commits from `height` on (a batch).
+    fn serve_commit(&mut self, id: Address, peer: Address, height: Height) {
+        let node = &self.nodes[id as usize];
+        let have = node.chain.len() as Height;
+        if height == 0 || height > have {
+            return;
+        }
+        if let Some((served_height, at)) = node.served.get(&peer) {
+            if *served_height == height && self.now < at + 100 {
+                return;
+            }
+        }
+        let now = self.now;
+        self.nodes[id as usize].served.insert(peer, (height, now));
+        let last = have.min(height + SYNC_BATCH - 1);
+        for h in height..=last {
+            let (value, certificate) = self.nodes[id as usize].chain[h as usize - 1].clone();
+            self.send(id, peer, Message::Commit { value, certificate });
+        }
+    }
+
+    fn gossip(&mut self, id: Address) {
+        let Some(engine) = self.nodes[id as usize].engine.as_ref() else {
+            return;
+        };
+        let messages = engine.rebroadcast();
+        let height = engine.height();
+        let round = engine.core().round();
+        for message in messages {
+            self.broadcast(id, message);
+        }
+        match self.nodes[id as usize].behaviour {
+            Behaviour::RandomVotes => {
+                for _ in 0..3 {
+                    let vote = crate::consensus::types::Vote {
+                        height,
+                        round: round + self.rng.range(0, 2) as Round,
+                        vote_type: if self.rng.chance(500) {
+                            VoteType::Prevote
+                        } else {
+                            VoteType::Precommit
+                        },
+                        value: self.random_value_id(),
+                        validator: id,
+                    };
+                    let signature = sim_sign(id, &vote_sign_bytes(CHAIN_ID, &vote));
+                    self.send_all(id, Message::Vote(SignedVote { vote, signature }));
+                }
+            }
+            Behaviour::Garbage => {
+                let victim = self.rng.range(0, self.nodes.len() as u64 - 1) as Address;
+                let vote = crate::consensus::types::Vote {
+                    height: height + self.rng.range(0, 3) - 1,
+                    round: self.rng.range(0, 1000) as Round,
+                    vote_type: VoteType::Precommit,
+                    value: self.random_value_id(),
+                    validator: victim,
+                };
+                let signature = self.rng.next_u64();
+                self.send_all(id, Message::Vote(SignedVote { vote, signature }));
+                let block = SimBlock {
+                    height,
+                    proposer: id,
+                    payload: self.rng.next_u64(),
+                    last_commit: vec![victim, victim],
+                };
+                let proposal = crate::consensus::types::Proposal {
+                    height,
+                    round,
+                    value: block,
+                    valid_round: Some(round + 5),
+                    proposer: id,
+                };
+                let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
+                self.send_all(
+                    id,
+                    Message::Proposal(SignedProposal {
+                        proposal,
+                        signature,
+                    }),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn random_value_id(&mut self) -> Option<u64> {
+        if self.rng.chance(300) {
+            return None;
+        }
+        if let Some(id) = self
+            .decisions
+            .values()
+            .last()
+            .copied()
+            .filter(|_| self.rng.chance(300))
+        {
+            return Some(id);
+        }
+        Some(self.rng.next_u64())
+    }
+
+    /// Sends a node's message to everyone, as its behaviour dictates, and
+    /// checks that an honest validator never signs two different messages
+    /// for one height, round and step.
+    fn broadcast(&mut self, id: Address, message: Message<Ctx>) {
+        let behaviour = self.nodes[id as usize].behaviour;
+        self.trace(|| format!("node {id} ({behaviour:?}) sends {}", describe(&message)));
+        if behaviour == Behaviour::Honest {
+            self.check_double_sign(id, &message);
+        }
+        match behaviour {
+            Behaviour::Silent => {}
+            Behaviour::Equivocate => {
+                for to in 0..self.nodes.len() as Address {
+                    if to == id {
+                        continue;
+                    }
+                    let message = match &message {
+                        Message::Vote(vote) if self.rng.chance(500) => {
+                            let mut vote = vote.vote.clone();
+                            vote.value = match vote.value {
+                                Some(_) => self.random_value_id(),
+                                None => self.proposed_ids.iter().next().copied(),
+                            };
+                            let signature = sim_sign(id, &vote_sign_bytes(CHAIN_ID, &vote));
+                            Message::Vote(SignedVote { vote, signature })
+                        }
+                        other => other.clone(),
+                    };
+                    self.send(id, to, message);
+                }
+            }
+            Behaviour::DoubleProposal => {
+                let alternative = match &message {
+                    Message::Proposal(p) => {
+                        let mut proposal = p.proposal.clone();
+                        proposal.value.payload ^= 1;
+                        self.proposed_ids.insert(
+                            <Ctx as crate::consensus::types::Context>::value_id(&proposal.value),
+                        );
+                        let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
+                        Some(Message::Proposal(SignedProposal {
+                            proposal,
+                            signature,
+                        }))
+                    }
+                    _ => None,
+                };
+                for to in 0..self.nodes.len() as Address {
+                    if to == id {
+                        continue;
+                    }
+                    match &alternative {
+                        Some(alt) if self.rng.chance(500) => self.send(id, to, alt.clone()),
+                        _ => self.send(id, to, message.clone()),
+                    }
+                }
+            }
+            _ => self.send_all(id, message),
+        }
+    }
+
+    fn check_double_sign(&mut self, id: Address, message: &Message<Ctx>) {
+        let (key, bytes) = match message {
+            Message::Proposal(p) => (
+                (id, p.proposal.height, p.proposal.round, 0u8),
+                proposal_sign_bytes(CHAIN_ID, &p.proposal),
+            ),
+            Message::Vote(v) if v.vote.validator == id => (
+                (
+                    id,
+                    v.vote.height,
+                    v.vote.round,
+                    match v.vote.vote_type {
+                        VoteType::Prevote => 1,
+                        VoteType::Precommit => 2,
+                    },
+                ),
+                vote_sign_bytes(CHAIN_ID, &v.vote),
+            ),
+            _ => return,
+        };
+        match self.signed.get(&key) {
+            Some(existing) if *existing != bytes => {
+                self.violation(format!(
+                    "double sign: honest validator {id} signed two messages at {key:?}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.signed.insert(key, bytes);
+            }
+        }
+    }
+
+    fn send_all(&mut self, from: Address, message: Message<Ctx>) {
+        for to in 0..self.nodes.len() as Address {
+            if to != from {
+                self.send(from, to, message.clone());
+            }
+        }
+    }
+
+    fn send(&mut self, from: Address, to: Address, message: Message<Ctx>) {
+        if self.network.blocked[from as usize][to as usize] {
+            return;
+        }
+        let faulty = self.in_fault_phase();
+        if faulty && self.rng.chance(self.network.loss_permille) {
+            return;
+        }
+        let copies = if faulty && self.rng.chance(self.network.duplicate_permille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self
+                .rng
+                .range(self.network.min_delay_ms, self.network.max_delay_ms);
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+}
+
+fn describe(message: &Message<Ctx>) -> String {
+    match message {
+        Message::Proposal(p) => format!(
+            "proposal h{} r{} {:x} vr{:?}",
+            p.proposal.height,
+            p.proposal.round,
+            <Ctx as crate::consensus::types::Context>::value_id(&p.proposal.value),
+            p.proposal.valid_round
+        ),
+        Message::Vote(v) => format!(
+            "{:?} h{} r{} {:?} by {}",
+            v.vote.vote_type,
+            v.vote.height,
+            v.vote.round,
+            v.vote.value.map(|x| format!("{x:x}")),
+            v.vote.validator
+        ),
+        Message::Commit { certificate, .. } => format!("commit h{}", certificate.height),
+    }
+}
+
+/// Runs one seed.
+pub fn run(config: SimConfig) -> SimReport {
+    Simulator::new(config).run()
+}
+
+/// Runs for `duration_ms` of simulated time, with no liveness deadline
+/// (rate measurements; fault-free configurations).
+pub fn run_for(config: SimConfig, duration_ms: u64) -> SimReport {
+    let mut simulator = Simulator::new(config);
+    simulator.fixed_duration_ms = Some(duration_ms);
+    simulator.run()
+}
+
+#[cfg(test)]
+mod tests;
