@@ -2,12 +2,14 @@
 //!
 //! [`genesis_state`] builds the state of height 0 from a genesis;
 //! [`execute_block`] applies a block's transactions in order. Each
-//! transaction is checked (strict signature, known signer, nonce) and then
-//! applied; one that fails leaves a receipt with its error code and changes
-//! nothing else, except that a known signer's nonce is consumed (so the same
-//! failed transaction can never be replayed into a later block where it
-//! would succeed). The block's writes, in canonical key order, go into the
-//! app hash: blake3(previous app hash, writes).
+//! transaction is checked (strict signature, known signer, nonce); one that
+//! fails these checks writes nothing and is reported in the block's
+//! results. One that passes them consumes its nonce and leaves a receipt;
+//! if its kind then fails, the receipt holds the error code and nothing
+//! else changes (the consumed nonce means the failed transaction can never
+//! be replayed into a later block where it would succeed). The block's
+//! writes, in canonical key order, go into the app hash:
+//! blake3(previous app hash, writes).
 //!
 //! Times are block times in milliseconds; no clock is read here.
 
@@ -67,6 +69,8 @@ pub enum BlockError {
 pub enum AppError {
     #[error(transparent)]
     Tx(#[from] TxError),
+    #[error("transaction {0} is already on the ledger")]
+    AlreadyIncluded(Hash),
     #[error("signer {0} is not an authorized key of a member firm")]
     UnknownSigner(PublicKey),
     #[error("the signer's role may not do this: needs {need}")]
@@ -191,6 +195,7 @@ impl AppError {
         use AppError as E;
         match self {
             E::Tx(error) => error.code(),
+            E::AlreadyIncluded(_) => "already_included",
             E::UnknownSigner(_) => "unknown_signer",
             E::Unauthorized { .. } => "unauthorized",
             E::WrongFirm { .. } => "wrong_firm",
@@ -350,6 +355,11 @@ pub fn execute_block(
     })
 }
 
+/// One transaction. Envelope failures (signature, chain, size), an unknown
+/// signer, a bad nonce and a repeat of an included transaction write
+/// nothing at all: the block's results report them. Past those checks the
+/// signer's nonce is consumed and a receipt records the outcome, and a
+/// transaction whose kind fails changes nothing else.
 fn execute_tx(
     state: &mut State,
     chain_id: &str,
@@ -358,35 +368,13 @@ fn execute_tx(
     tx: &SignedTx,
 ) -> AppResult {
     let id = tx.id();
-    let result = check_and_apply(state, chain_id, block, id, tx);
-    state.begin();
-    state.put(
-        &Key::Receipt(id),
-        &Receipt {
-            height: block.height,
-            index,
-            error: result.as_ref().err().map(|e| e.code().to_string()),
-        },
-    );
-    state.commit();
-    result
-}
-
-fn check_and_apply(
-    state: &mut State,
-    chain_id: &str,
-    block: &BlockInfo,
-    id: Hash,
-    tx: &SignedTx,
-) -> AppResult {
+    if state.contains(&Key::Receipt(id)) {
+        return Err(AppError::AlreadyIncluded(id));
+    }
     tx.verify(chain_id)?;
     let actor = actor_of(state, &tx.signer)?;
     let last_nonce: Option<u64> = state.get(&Key::Nonce(tx.signer));
     tx.check_nonce(last_nonce)?;
-    // The nonce is consumed whether or not the kind applies.
-    state.begin();
-    state.put(&Key::Nonce(tx.signer), &tx.body.nonce);
-    state.commit();
 
     state.begin();
     let mut ctx = Ctx {
@@ -402,6 +390,18 @@ fn check_and_apply(
     } else {
         ctx.state.abort();
     }
+
+    state.begin();
+    state.put(&Key::Nonce(tx.signer), &tx.body.nonce);
+    state.put(
+        &Key::Receipt(id),
+        &Receipt {
+            height: block.height,
+            index,
+            error: result.as_ref().err().map(|e| e.code().to_string()),
+        },
+    );
+    state.commit();
     result
 }
 
@@ -818,13 +818,13 @@ impl Ctx<'_> {
                 rule: "must be a meter key of the supplier or the consumer",
             });
         }
-        if let Some(check) = &terms.check_meter {
-            if *check == terms.billing_meter || !meter_of_party(check) {
-                return Err(AppError::Invalid {
-                    field: "check_meter",
-                    rule: "must be another meter key of the supplier or the consumer",
-                });
-            }
+        if let Some(check) = &terms.check_meter
+            && (*check == terms.billing_meter || !meter_of_party(check))
+        {
+            return Err(AppError::Invalid {
+                field: "check_meter",
+                rule: "must be another meter key of the supplier or the consumer",
+            });
         }
         if let Some(arbiter) = &terms.arbiter {
             firm(self.state, arbiter)?;
@@ -837,6 +837,11 @@ impl Ctx<'_> {
         }
         if let Some(id) = &terms.listing {
             self.check_listing_matches(id, terms)?;
+        }
+        if let Some(id) = &terms.gain_pool
+            && !pool(self.state, id)?.keys.contains_key(&terms.supplier)
+        {
+            return Err(AppError::NotMember(terms.supplier.clone()));
         }
         Ok(kind)
     }
@@ -1053,7 +1058,7 @@ impl Ctx<'_> {
             .net
             .checked_add(adjustment)
             .ok_or(Overflow { what: "net" })?;
-        let journal = self.owe(&terms.consumer, &terms.supplier, net)?;
+        let journal = self.owe(terms, net)?;
         let factor = kind(self.state, &terms.kind)?.emission_factor_g;
         let avoided_g = settlement::avoided_grams(readings.delivered, factor)?;
         for account in [
@@ -1076,15 +1081,51 @@ impl Ctx<'_> {
     }
 
     /// `consumer` owes `supplier` `net` (negative: the other way round).
-    fn owe(&mut self, consumer: &str, supplier: &str, net: i64) -> AppResult<Vec<JournalEntry>> {
-        let consumer = Account::Firm(consumer.to_string());
-        let supplier = Account::Firm(supplier.to_string());
+    /// The consumer owes the supplier (or the supplier's gain-sharing pool)
+    /// `net`; negative: the other way round.
+    fn owe(&mut self, terms: &ContractTerms, net: i64) -> AppResult<Vec<JournalEntry>> {
+        let consumer = Account::Firm(terms.consumer.clone());
+        let supplier = match &terms.gain_pool {
+            Some(pool) => {
+                self.add_to_pool_now(pool, net)?;
+                Account::Pool(*pool)
+            }
+            None => Account::Firm(terms.supplier.clone()),
+        };
         if net >= 0 {
             transfer(self.state, &consumer, &supplier, net)
         } else {
             let amount = net.checked_neg().ok_or(Overflow { what: "net" })?;
             transfer(self.state, &supplier, &consumer, amount)
         }
+    }
+
+    /// Add `net` to the pool period that contains the block time: it is
+    /// under way, so not yet split.
+    fn add_to_pool_now(&mut self, id: &Hash, net: i64) -> AppResult {
+        let pool = pool(self.state, id)?;
+        if self.now_ms < pool.start_ms {
+            return Err(AppError::PeriodNotStarted {
+                period: 0,
+                start_ms: pool.start_ms,
+            });
+        }
+        let index = (self.now_ms - pool.start_ms) / pool.period_ms;
+        let period = u32::try_from(index).map_err(|_| Overflow {
+            what: "pool period",
+        })?;
+        let key = Key::PoolPeriod { pool: *id, period };
+        let mut record: PoolPeriod = self.state.get(&key).unwrap_or_default();
+        assert!(
+            record.split.is_none(),
+            "a pool period under way is not split"
+        );
+        record.net = record
+            .net
+            .checked_add(net)
+            .ok_or(Overflow { what: "pool net" })?;
+        self.state.put(&key, &record);
+        Ok(())
     }
 
     fn acknowledge_payment(&mut self, payer: &Account, payee: &Account, amount: i64) -> AppResult {
@@ -1281,8 +1322,7 @@ impl Ctx<'_> {
         }
         if record.settled.is_some() {
             // Settled already: the adjustment is journaled now.
-            let terms = &contract.terms;
-            record.adjustment_journal = self.owe(&terms.consumer, &terms.supplier, adjustment)?;
+            record.adjustment_journal = self.owe(&contract.terms, adjustment)?;
         }
         record.dispute = Some(DisputeStatus::Resolved {
             adjustment,
@@ -1519,7 +1559,15 @@ fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
                 });
             }
             state.delete(&Key::Firm(id.clone()));
-            // Its keys no longer act (see `actor_of`); its nodes leave.
+            // Its keys go (so they do not come back if the id is reused;
+            // their nonces stay), and so do its nodes.
+            let prefix = state::variant_prefix(&Key::Key(PublicKey([0; 32])));
+            for (key, record) in state.scan::<KeyRecord>(&prefix) {
+                if record.firm == *id {
+                    let key: Key = crate::codec::decode(&key).expect("state keys decode");
+                    state.delete(&key);
+                }
+            }
             for node in nodes(state).into_iter().filter(|n| n.firm == *id) {
                 state.delete(&Key::Node(node.id));
             }

@@ -85,4 +85,8 @@ pub struct ContractTerms {
     pub arbiter: Option<String>,
     /// The accepted market listing this contract comes from, if any.
     pub listing: Option<Hash>,
+    /// A gain-sharing pool of which the supplier is a member (a joint PV
+    /// field, a joint CHP plant): the supplier's side of every settlement
+    /// goes to the pool, and the pool's members share it by their keys.
+    pub gain_pool: Option<Hash>,
 }

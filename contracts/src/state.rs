@@ -206,7 +206,7 @@ pub struct Receipt {
     pub height: u64,
     pub index: u32,
     /// None: applied. Some(code): failed, and changed nothing but this
-    /// receipt (and the signer's nonce when the signer is a known key).
+    /// receipt and the signer's nonce.
     pub error: Option<String>,
 }
 

@@ -34,6 +34,9 @@ pub enum KeyRole {
 }
 
 /// What a transaction does. The application gives each kind its meaning.
+// Transactions are decoded and executed one at a time, so the size of the
+// largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxKind {
     /// A firm's admin key grants `role` to `key`.

@@ -123,7 +123,7 @@ fn key_management_rejections() {
 }
 
 #[test]
-fn envelope_failures_are_receipted_and_change_nothing() {
+fn envelope_failures_change_nothing() {
     let mut park = Park::new();
     let before = park.snapshot();
     let kind = TxKind::Withdraw {
@@ -161,8 +161,9 @@ fn envelope_failures_are_receipted_and_change_nothing() {
     );
     assert_eq!(park.nonce_of(&public("power")), 0);
     assert!(park.snapshot() == before);
-    let receipt = exec::receipt(&park.state, &tampered.id()).unwrap();
-    assert_eq!(receipt.error.as_deref(), Some("bad_signature"));
+    assert_eq!(exec::receipt(&park.state, &tampered.id()), None);
+    // Nothing but the meta record was written.
+    assert_eq!(outcome.writes.len(), 1);
 }
 
 #[test]
@@ -174,12 +175,28 @@ fn a_failed_transaction_consumes_its_nonce_and_cannot_be_replayed() {
             listing: Hash::ZERO,
         },
     );
-    let first = park.block(&[withdraw.clone()]);
+    let first = park.block(std::slice::from_ref(&withdraw));
     assert_eq!(
         first.results[0].1,
         Err(AppError::UnknownListing(Hash::ZERO))
     );
-    let again = park.block(&[withdraw]);
+    let nonce = park.nonce_of(&public("power-op"));
+    assert_eq!(
+        nonce, withdraw.body.nonce,
+        "the failed transaction consumed its nonce"
+    );
+    let again = park.block(std::slice::from_ref(&withdraw));
+    assert_eq!(
+        again.results[0].1,
+        Err(AppError::AlreadyIncluded(withdraw.id()))
+    );
+    // Signed afresh with the same nonce, it is refused by the nonce rule.
+    let mut resigned = withdraw.body.clone();
+    resigned.kind = TxKind::Withdraw {
+        listing: Hash([1; 32]),
+    };
+    let resigned = SignedTx::sign(resigned, &keypair("power-op"));
+    let again = park.block(&[resigned]);
     assert_eq!(again.results[0].1.as_ref().unwrap_err().code(), "bad_nonce");
 }
 
@@ -355,14 +372,24 @@ fn governance_removes_a_firm_and_changes_validators_and_kinds() {
             },
         );
         for voter in ["pharma", "city", "hub"] {
-            park.ok(
-                voter,
-                TxKind::Vote {
-                    proposal,
-                    approve: true,
-                },
-            );
+            let open: symbiont_contracts::state::Proposal =
+                park.state.get(&Key::Proposal(proposal)).unwrap();
+            if open.status == symbiont_contracts::state::ProposalStatus::Open {
+                park.ok(
+                    voter,
+                    TxKind::Vote {
+                        proposal,
+                        approve: true,
+                    },
+                );
+            }
         }
+        let passed: symbiont_contracts::state::Proposal =
+            park.state.get(&Key::Proposal(proposal)).unwrap();
+        assert!(matches!(
+            passed.status,
+            symbiont_contracts::state::ProposalStatus::Passed { .. }
+        ));
     };
     pass(
         &mut park,
@@ -408,6 +435,49 @@ fn governance_removes_a_firm_and_changes_validators_and_kinds() {
         },
         AppError::UnknownSigner(public("plaster-op")),
     );
+    // Re-admitted under the same id, the firm starts with its admin key
+    // only: the old operator key does not come back.
+    pass(&mut park, add_firm("plaster"));
+    park.rejected(
+        "plaster-op",
+        TxKind::Withdraw {
+            listing: Hash::ZERO,
+        },
+        AppError::UnknownSigner(public("plaster-op")),
+    );
+    park.ok(
+        "plaster",
+        TxKind::AuthorizeKey {
+            firm: "plaster".into(),
+            key: public("plaster-op"),
+            role: KeyRole::Operator,
+        },
+    );
+}
+
+#[test]
+fn a_transaction_included_twice_keeps_its_first_receipt() {
+    let mut park = Park::new();
+    let tx = park.tx(
+        "power",
+        TxKind::AuthorizeKey {
+            firm: "power".into(),
+            key: public("power-op"),
+            role: KeyRole::Operator,
+        },
+    );
+    let outcome = park.block(&[tx.clone(), tx.clone()]);
+    assert_eq!(outcome.results[0].1, Ok(()));
+    assert_eq!(
+        outcome.results[1].1,
+        Err(AppError::AlreadyIncluded(tx.id()))
+    );
+    let later = park.block(std::slice::from_ref(&tx));
+    assert_eq!(later.results[0].1, Err(AppError::AlreadyIncluded(tx.id())));
+    // Only the meta record is written for the later block.
+    assert_eq!(later.writes.len(), 1);
+    let receipt = exec::receipt(&park.state, &tx.id()).unwrap();
+    assert_eq!((receipt.height, receipt.index, receipt.error), (1, 0, None));
 }
 
 // --- registry ------------------------------------------------------------
@@ -750,6 +820,7 @@ fn fly_ash_terms(start_ms: u64) -> symbiont_contracts::tx::ContractTerms {
         check_meter: None,
         arbiter: None,
         listing: None,
+        gain_pool: None,
     }
 }
 
@@ -1441,4 +1512,73 @@ fn a_block_with_wrong_height_or_time_is_refused_without_change() {
         })
     );
     assert!(park.state.records() == &before);
+}
+
+#[test]
+fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let pool = park.ok(
+        "power-op",
+        TxKind::CreatePool {
+            name: "Joint CHP plant".into(),
+            keys: BTreeMap::from([("city".into(), 4_000), ("power".into(), 6_000)]),
+            start_ms: park.time_ms,
+            period_ms: DAY,
+        },
+    );
+    let mut terms = steam_terms(start);
+    terms.gain_pool = Some(Hash::ZERO);
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: terms.clone(),
+        },
+        AppError::UnknownPool(Hash::ZERO),
+    );
+    let other_pool = park.ok(
+        "city-op",
+        TxKind::CreatePool {
+            name: "City only".into(),
+            keys: BTreeMap::from([("city".into(), 10_000)]),
+            start_ms: park.time_ms,
+            period_ms: DAY,
+        },
+    );
+    terms.gain_pool = Some(other_pool);
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: terms.clone(),
+        },
+        AppError::NotMember("power".into()),
+    );
+    terms.gain_pool = Some(pool);
+    let id = signed_contract(&mut park, terms);
+    park.advance_to(start);
+    meter(&mut park, id, 0, 100_000, 100_000, None);
+    park.advance_to(start + HOUR);
+    park.ok(
+        "pharma-op",
+        TxKind::SettlePeriod {
+            contract: id,
+            period: 0,
+        },
+    );
+    assert_eq!(
+        exec::obligation(&park.state, &firm("pharma"), &Account::Pool(pool)),
+        900_000
+    );
+    assert_eq!(exec::balance(&park.state, &firm("power")), 0);
+    park.advance_to(park.time_ms + DAY);
+    park.ok("city-op", TxKind::SplitPool { pool, period: 0 });
+    assert_eq!(exec::balance(&park.state, &firm("power")), 540_000);
+    assert_eq!(exec::balance(&park.state, &firm("city")), 360_000);
+    assert_eq!(exec::balance(&park.state, &Account::Pool(pool)), 0);
+    assert_eq!(balance_sum(&park), 0);
+    // The supplier still earns the avoided emissions of its delivery.
+    assert_eq!(
+        exec::avoided_grams(&park.state, &AvoidedAccount::Firm("power".into())),
+        5_600_000
+    );
 }

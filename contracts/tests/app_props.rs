@@ -239,7 +239,7 @@ fn check_ledger_invariants(world: &World) -> Result<(), TestCaseError> {
     let sum: i128 = balances.iter().map(|(_, b)| *b as i128).sum();
     prop_assert_eq!(sum, 0, "balances {:?}", balances);
     // Every obligation is positive (cleared ones are deleted).
-    for (key, _) in world.park.state.records() {
+    for key in world.park.state.records().keys() {
         if let Ok(Key::Obligation { debtor, creditor }) =
             symbiont_contracts::codec::decode::<Key>(key)
         {
