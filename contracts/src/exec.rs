@@ -426,10 +426,6 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn apply(&mut self, kind: &TxKind) -> AppResult {
-        assert!(
-            crate::codec::encode(kind).len() <= MAX_TX_BYTES,
-            "a verified transaction is within the size limit"
-        );
         match kind {
             TxKind::AuthorizeKey { firm, key, role } => self.authorize_key(firm, key, *role),
             TxKind::RevokeKey { firm, key } => self.revoke_key(firm, key),
