@@ -548,7 +548,7 @@ impl Ctx<'_> {
     fn authorize_key(&mut self, firm_id: &str, key: &PublicKey, role: KeyRole) -> AppResult {
         self.require_admin_of(firm_id)?;
         key.validate().map_err(|_| AppError::InvalidKey(*key))?;
-        if self.state.contains(&Key::Key(*key)) {
+        if key_in_use(self.state, key) {
             return Err(AppError::KeyInUse(*key));
         }
         let role = match role {
@@ -1458,6 +1458,11 @@ fn nodes(state: &State) -> Vec<Node> {
         .collect()
 }
 
+/// One key, one use: a firm's admin, operator or meter key, or a node key.
+fn key_in_use(state: &State, key: &PublicKey) -> bool {
+    state.contains(&Key::Key(*key)) || nodes(state).iter().any(|n| n.key == *key)
+}
+
 fn check_text(field: &'static str, text: &str) -> AppResult {
     if text.trim().is_empty() || text.len() > MAX_TEXT_BYTES || text.chars().any(char::is_control) {
         return Err(AppError::Invalid {
@@ -1534,7 +1539,7 @@ fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
             firm.admin_key
                 .validate()
                 .map_err(|_| AppError::InvalidKey(firm.admin_key))?;
-            if state.contains(&Key::Key(firm.admin_key)) {
+            if key_in_use(state, &firm.admin_key) {
                 return Err(AppError::KeyInUse(firm.admin_key));
             }
             put_firm(state, firm);
@@ -1576,7 +1581,7 @@ fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
             node.key
                 .validate()
                 .map_err(|_| AppError::InvalidKey(node.key))?;
-            if nodes(state).iter().any(|n| n.key == node.key) {
+            if key_in_use(state, &node.key) {
                 return Err(AppError::KeyInUse(node.key));
             }
             if node.validator != (node.power > 0) {

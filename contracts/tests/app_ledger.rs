@@ -99,6 +99,23 @@ fn key_management_rejections() {
         authorize("power", "pharma"),
         AppError::KeyInUse(public("pharma")),
     );
+    let mut identity = [0u8; 32];
+    identity[0] = 1; // the identity point: small order, not a usable key
+    let weak = symbiont_contracts::keys::PublicKey(identity);
+    park.rejected(
+        "power",
+        TxKind::AuthorizeKey {
+            firm: "power".into(),
+            key: weak,
+            role: KeyRole::Meter,
+        },
+        AppError::InvalidKey(weak),
+    );
+    park.rejected(
+        "power",
+        authorize("power", "n-power-node"),
+        AppError::KeyInUse(public("n-power-node")),
+    );
     park.rejected(
         "power",
         TxKind::RevokeKey {
