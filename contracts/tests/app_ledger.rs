@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use app_support::*;
 use symbiont_contracts::exec::{self, AppError, BlockError, BlockInfo};
-use symbiont_contracts::genesis::{Firm, ResourceKind, Unit};
+use symbiont_contracts::genesis::{Firm, Node, ResourceKind, Unit};
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::pool::PoolError;
 use symbiont_contracts::settlement::{self, Flag, Readings, SettlementTerms};
@@ -376,38 +376,105 @@ fn a_passing_vote_whose_action_fails_changes_nothing() {
     );
 }
 
-#[test]
-fn governance_removes_a_firm_and_changes_validators_and_kinds() {
-    let mut park = Park::new().with_staff();
-    let expires = park.time_ms + DAY;
-    let pass = |park: &mut Park, action: GovAction| {
-        let proposal = park.ok(
-            "power",
-            TxKind::Propose {
-                action,
-                expires_ms: expires,
-            },
-        );
-        for voter in ["pharma", "city", "hub"] {
-            let open: symbiont_contracts::state::Proposal =
-                park.state.get(&Key::Proposal(proposal)).unwrap();
-            if open.status == symbiont_contracts::state::ProposalStatus::Open {
-                park.ok(
+/// Propose `action` (power) and vote for it (pharma, city, hub, as long
+/// as it is open); the last vote's result.
+fn vote_through(park: &mut Park, action: GovAction) -> Result<(), AppError> {
+    let expires_ms = park.time_ms + DAY;
+    let proposal = park.ok("power", TxKind::Propose { action, expires_ms });
+    let mut last = Ok(());
+    for voter in ["pharma", "city", "hub"] {
+        let open: symbiont_contracts::state::Proposal =
+            park.state.get(&Key::Proposal(proposal)).unwrap();
+        if open.status == symbiont_contracts::state::ProposalStatus::Open {
+            last = park
+                .run(
                     voter,
                     TxKind::Vote {
                         proposal,
                         approve: true,
                     },
-                );
-            }
+                )
+                .1;
         }
-        let passed: symbiont_contracts::state::Proposal =
-            park.state.get(&Key::Proposal(proposal)).unwrap();
-        assert!(matches!(
-            passed.status,
-            symbiont_contracts::state::ProposalStatus::Passed { .. }
-        ));
+    }
+    last
+}
+
+fn pass(park: &mut Park, action: GovAction) {
+    vote_through(park, action.clone()).unwrap_or_else(|e| panic!("{action:?}: {e}"));
+}
+
+#[test]
+fn governance_adds_and_removes_nodes_and_sets_consensus_parameters() {
+    let mut park = Park::new();
+    let node = Node {
+        id: "n-hub".into(),
+        firm: "hub".into(),
+        site: "Hub office".into(),
+        key: public("n-hub-node"),
+        validator: true,
+        power: 2,
     };
+    pass(&mut park, GovAction::AddNode(node.clone()));
+    assert!(exec::current_nodes(&park.state).contains(&node));
+    assert_eq!(
+        vote_through(&mut park, GovAction::AddNode(node.clone())),
+        Err(AppError::NodeExists("n-hub".into()))
+    );
+    pass(
+        &mut park,
+        GovAction::RemoveNode {
+            id: "n-power".into(),
+        },
+    );
+    assert!(!park.state.contains(&Key::Node("n-power".into())));
+    let mut consensus = genesis().consensus;
+    consensus.timeout_propose_ms = 400;
+    pass(&mut park, GovAction::SetConsensus(consensus.clone()));
+    let params: exec::Params = park.state.get(&Key::Params).unwrap();
+    assert_eq!(params.consensus, consensus);
+    consensus.max_block_txs = 0;
+    let before = park.snapshot();
+    assert_eq!(
+        vote_through(&mut park, GovAction::SetConsensus(consensus)),
+        Err(AppError::Invalid {
+            field: "consensus",
+            rule: "timeouts, block size and drift above 0; blocks hold a largest transaction",
+        })
+    );
+    // Only the open proposal and its votes were recorded.
+    let params: exec::Params = park.state.get(&Key::Params).unwrap();
+    assert_eq!(params.consensus.max_block_txs, 1000);
+    assert!(park.snapshot().len() == before.len() + 1);
+    // The last validator cannot go.
+    for id in ["n-pharma", "n-plaster", "n-city"] {
+        pass(
+            &mut park,
+            GovAction::SetPower {
+                node: id.into(),
+                power: 0,
+            },
+        );
+    }
+    assert_eq!(
+        vote_through(&mut park, GovAction::RemoveNode { id: "n-hub".into() }),
+        Err(AppError::Invalid {
+            field: "node",
+            rule: "at least one validator must remain",
+        })
+    );
+    assert_eq!(
+        exec::current_nodes(&park.state)
+            .iter()
+            .filter(|n| n.validator)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn governance_removes_a_firm_and_changes_validators_and_kinds() {
+    let mut park = Park::new().with_staff();
     pass(
         &mut park,
         GovAction::SetPower {
