@@ -1463,6 +1463,24 @@ fn key_in_use(state: &State, key: &PublicKey) -> bool {
     state.contains(&Key::Key(*key)) || nodes(state).iter().any(|n| n.key == *key)
 }
 
+/// Ids as genesis has them: 1 to 32 lowercase letters, digits, '-' or
+/// '_', starting with a letter or digit.
+fn check_id(field: &'static str, id: &str) -> AppResult {
+    let ok = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        return Err(AppError::Invalid {
+            field,
+            rule: "1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+        });
+    }
+    Ok(())
+}
+
 fn check_text(field: &'static str, text: &str) -> AppResult {
     if text.trim().is_empty() || text.len() > MAX_TEXT_BYTES || text.chars().any(char::is_control) {
         return Err(AppError::Invalid {
@@ -1495,13 +1513,8 @@ fn check_quality(kind: &ResourceKind, quality: &BTreeMap<String, i64>) -> AppRes
 }
 
 fn register_kind(state: &mut State, kind: &ResourceKind) -> AppResult {
+    check_id("kind id", &kind.id)?;
     check_text("kind name", &kind.name)?;
-    if kind.id.is_empty() || kind.id.len() > 32 {
-        return Err(AppError::Invalid {
-            field: "kind id",
-            rule: "1 to 32 bytes",
-        });
-    }
     if state.contains(&Key::Kind(kind.id.clone())) {
         return Err(AppError::KindExists(kind.id.clone()));
     }
@@ -1532,6 +1545,7 @@ fn register_kind(state: &mut State, kind: &ResourceKind) -> AppResult {
 fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
     match action {
         GovAction::AddFirm(firm) => {
+            check_id("firm id", &firm.id)?;
             check_text("firm name", &firm.name)?;
             if state.contains(&Key::Firm(firm.id.clone())) {
                 return Err(AppError::FirmExists(firm.id.clone()));
@@ -1574,6 +1588,8 @@ fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
             }
         }
         GovAction::AddNode(node) => {
+            check_id("node id", &node.id)?;
+            check_text("node site", &node.site)?;
             self::firm(state, &node.firm)?;
             if state.contains(&Key::Node(node.id.clone())) {
                 return Err(AppError::NodeExists(node.id.clone()));

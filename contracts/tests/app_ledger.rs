@@ -588,6 +588,19 @@ fn the_facilitator_registers_kinds_and_licences() {
         AppError::KindExists("gypsum".into()),
     );
     park.rejected(
+        "hub",
+        TxKind::RegisterKind {
+            kind: ResourceKind {
+                id: "Gypsum 2".into(),
+                ..gypsum()
+            },
+        },
+        AppError::Invalid {
+            field: "kind id",
+            rule: "1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+        },
+    );
+    park.rejected(
         "power",
         TxKind::RegisterKind {
             kind: ResourceKind {
