@@ -533,7 +533,11 @@ proptest! {
     fn settle_matches_reference_or_reports_overflow(t in any_terms(), r in any_readings()) {
         let result = settle(&t, &r);
         if t.tolerance_bp > 10_000 {
-            prop_assert!(matches!(result, Err(SettlementError::InvalidTerm { field: "tolerance_bp", .. })));
+            let invalid = matches!(
+                result,
+                Err(SettlementError::InvalidTerm { field: "tolerance_bp", .. })
+            );
+            prop_assert!(invalid, "tolerance above 10000 bp must be refused");
             return Ok(());
         }
         let reference = reference(&t, &r);
