@@ -120,6 +120,11 @@ enum Behaviour {
     DoubleProposal,
     RandomVotes,
     Garbage,
+    /// Equivocates votes and proposes two blocks.
+    Adversary,
+    /// Prevotes and precommits every value proposed to it, to everyone,
+    /// and proposes two blocks.
+    VoteEverything,
 }
 
 #[derive(Clone, Debug)]
@@ -289,6 +294,9 @@ impl Simulator {
                     Behaviour::DoubleProposal,
                     Behaviour::RandomVotes,
                     Behaviour::Garbage,
+                    Behaviour::Adversary,
+                    Behaviour::VoteEverything,
+                    Behaviour::VoteEverything,
                 ]);
             }
         }
@@ -692,6 +700,11 @@ impl Simulator {
         if self.nodes[to as usize].engine.is_none() {
             return;
         }
+        if self.nodes[to as usize].behaviour == Behaviour::VoteEverything {
+            if let Message::Proposal(p) = &message {
+                self.vote_for(to, &p.proposal);
+            }
+        }
         let input = match message {
             Message::Proposal(proposal) => {
                 let valid = block_is_valid(
@@ -991,7 +1004,12 @@ impl Simulator {
         }
         match behaviour {
             Behaviour::Silent => {}
-            Behaviour::Equivocate => {
+            Behaviour::Adversary | Behaviour::VoteEverything
+                if matches!(message, Message::Proposal(_)) =>
+            {
+                self.double_proposal(id, message)
+            }
+            Behaviour::Equivocate | Behaviour::Adversary => {
                 for to in 0..self.nodes.len() as Address {
                     if to == id {
                         continue;
@@ -1011,33 +1029,57 @@ impl Simulator {
                     self.send(id, to, message);
                 }
             }
-            Behaviour::DoubleProposal => {
-                let alternative = match &message {
-                    Message::Proposal(p) => {
-                        let mut proposal = p.proposal.clone();
-                        proposal.value.payload ^= 1;
-                        self.proposed_ids.insert(
-                            <Ctx as crate::consensus::types::Context>::value_id(&proposal.value),
-                        );
-                        let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
-                        Some(Message::Proposal(SignedProposal {
-                            proposal,
-                            signature,
-                        }))
-                    }
-                    _ => None,
-                };
-                for to in 0..self.nodes.len() as Address {
-                    if to == id {
-                        continue;
-                    }
-                    match &alternative {
-                        Some(alt) if self.rng.chance(500) => self.send(id, to, alt.clone()),
-                        _ => self.send(id, to, message.clone()),
-                    }
-                }
-            }
+            Behaviour::DoubleProposal => self.double_proposal(id, message),
             _ => self.send_all(id, message),
+        }
+    }
+
+    /// Sends a second, different proposal to about half of the validators.
+    fn double_proposal(&mut self, id: Address, message: Message<Ctx>) {
+        let alternative = match &message {
+            Message::Proposal(p) => {
+                // A fresh proposal of another value: honest validators
+                // must refuse it when locked (L22).
+                let mut proposal = p.proposal.clone();
+                proposal.value.payload ^= 1;
+                proposal.valid_round = None;
+                self.proposed_ids
+                    .insert(<Ctx as crate::consensus::types::Context>::value_id(
+                        &proposal.value,
+                    ));
+                let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
+                Some(Message::Proposal(SignedProposal {
+                    proposal,
+                    signature,
+                }))
+            }
+            _ => None,
+        };
+        for to in 0..self.nodes.len() as Address {
+            if to == id {
+                continue;
+            }
+            match &alternative {
+                Some(alt) if self.rng.chance(500) => self.send(id, to, alt.clone()),
+                _ => self.send(id, to, message.clone()),
+            }
+        }
+    }
+
+    /// A Byzantine validator votes for `proposal`'s value in both steps.
+    fn vote_for(&mut self, id: Address, proposal: &crate::consensus::types::Proposal<Ctx>) {
+        for vote_type in [VoteType::Prevote, VoteType::Precommit] {
+            let vote = crate::consensus::types::Vote {
+                height: proposal.height,
+                round: proposal.round,
+                vote_type,
+                value: Some(<Ctx as crate::consensus::types::Context>::value_id(
+                    &proposal.value,
+                )),
+                validator: id,
+            };
+            let signature = sim_sign(id, &vote_sign_bytes(CHAIN_ID, &vote));
+            self.send_all(id, Message::Vote(SignedVote { vote, signature }));
         }
     }
 

@@ -1,0 +1,74 @@
+//! The deterministic simulator over many seeds, with network faults,
+//! crashes, partitions, clock skew and Byzantine validators, for n = 4 and
+//! n = 7. Any violation fails the test and prints the command that replays
+//! the seed with a trace.
+
+use symbiont_node::sim::{SimConfig, SimReport, run};
+
+/// Seeds per cluster size (split across tests so they run on both cores).
+const SEEDS: u64 = 1000;
+
+fn run_seeds(validators: usize, seeds: std::ops::Range<u64>) -> Vec<SimReport> {
+    let mut failures = Vec::new();
+    let mut decided = 0;
+    let mut byzantine_runs = 0;
+    let mut crashes = 0;
+    for seed in seeds.clone() {
+        let mut config = SimConfig::new(seed);
+        config.validators = Some(validators);
+        let report = run(config);
+        decided += report.min_decided_height;
+        crashes += report.crashes;
+        if report.byzantine > 0 {
+            byzantine_runs += 1;
+        }
+        if !report.ok() {
+            failures.push(report);
+        }
+    }
+    // The runs did exercise the faults they claim to.
+    let count = seeds.end - seeds.start;
+    assert!(
+        byzantine_runs * 3 > count,
+        "Byzantine validators in {byzantine_runs} of {count} runs"
+    );
+    assert!(crashes > count / 2, "{crashes} crashes in {count} runs");
+    assert!(
+        decided > count * 3,
+        "{decided} heights decided in {count} runs"
+    );
+    failures
+}
+
+fn check(validators: usize, seeds: std::ops::Range<u64>) {
+    let failures = run_seeds(validators, seeds);
+    for report in &failures {
+        eprintln!(
+            "seed {} (n={validators}): {:?}\n  replay: {} --validators {validators}",
+            report.seed,
+            report.violations,
+            report.replay_command()
+        );
+    }
+    assert!(failures.is_empty(), "{} seeds failed", failures.len());
+}
+
+#[test]
+fn four_validators_first_half() {
+    check(4, 0..SEEDS / 2);
+}
+
+#[test]
+fn four_validators_second_half() {
+    check(4, SEEDS / 2..SEEDS);
+}
+
+#[test]
+fn seven_validators_first_half() {
+    check(7, 0..SEEDS / 2);
+}
+
+#[test]
+fn seven_validators_second_half() {
+    check(7, SEEDS / 2..SEEDS);
+}
