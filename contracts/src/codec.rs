@@ -7,7 +7,7 @@
 //! rules are in `docs/ledger-format.md`; the golden vectors in this crate's
 //! tests pin them, so swapping the serializer cannot change a byte unnoticed.
 //!
-//! Decoding is strict: it rejects trailing bytes, lengths that would exceed
+//! Decoding is strict: it rejects trailing bytes, non-canonical input, lengths that would exceed
 //! [`MAX_DECODE_BYTES`] (before allocating), unknown enum variants, invalid UTF-8 and booleans
 //! other than 0 or 1, each with a typed [`CodecError`]. It never panics on
 //! arbitrary input (see the proptest in `tests/codec.rs`).
@@ -41,6 +41,10 @@ pub enum CodecError {
     TrailingBytes { trailing: usize },
     #[error("input ends early: {needed} more bytes needed")]
     UnexpectedEnd { needed: usize },
+    #[error(
+        "not the canonical encoding of the value it decodes to (e.g. map keys out of order or repeated)"
+    )]
+    NonCanonical,
     #[error("unknown enum variant: {detail}")]
     UnknownVariant { detail: String },
     #[error("malformed input: {detail}")]
@@ -57,13 +61,16 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Decode exactly one value from all of `bytes`.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_with_limit(bytes, MAX_DECODE_BYTES)
 }
 
 /// Like [`decode`], with a tighter bound on the input size (for messages
 /// whose own limit is below [`MAX_DECODE_BYTES`], such as transactions).
-pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
+pub fn decode_with_limit<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
     let limit = limit.min(MAX_DECODE_BYTES);
     if bytes.len() > limit {
         return Err(CodecError::Oversize {
@@ -77,6 +84,12 @@ pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Res
         return Err(CodecError::TrailingBytes {
             trailing: bytes.len() - consumed,
         });
+    }
+    // One value, one encoding: a map whose keys arrive out of order, or
+    // twice, decodes to a value that encodes differently. Refuse it, so
+    // that bytes seen on the wire are always the bytes that get hashed.
+    if encode(&value) != bytes {
+        return Err(CodecError::NonCanonical);
     }
     Ok(value)
 }

@@ -249,7 +249,7 @@ impl State {
         self.app_hash = hash;
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+    pub fn get<T: Serialize + DeserializeOwned>(&self, key: &Key) -> Option<T> {
         self.map.get(&key.bytes()).map(|bytes| {
             // Only this module writes records, always through `put`; a
             // record that does not decode is corruption, not input.
@@ -279,7 +279,7 @@ impl State {
     }
 
     /// All records whose key has the canonical prefix of `key_prefix`.
-    pub fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Vec<(Vec<u8>, T)> {
+    pub fn scan<T: Serialize + DeserializeOwned>(&self, prefix: &[u8]) -> Vec<(Vec<u8>, T)> {
         self.map
             .range(prefix.to_vec()..)
             .take_while(|(key, _)| key.starts_with(prefix))

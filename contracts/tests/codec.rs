@@ -256,3 +256,40 @@ proptest! {
         prop_assert_eq!(codec::decode::<TxBody>(&codec::encode(&body)).unwrap(), body);
     }
 }
+
+#[test]
+fn rejects_maps_out_of_order_or_repeated() {
+    use std::collections::BTreeMap;
+    let map: BTreeMap<String, u16> = [("alpha".to_string(), 1), ("beta".to_string(), 2)].into();
+    let canonical = Bytes::default()
+        .len(2)
+        .str("alpha")
+        .raw(&[1, 0])
+        .str("beta")
+        .raw(&[2, 0])
+        .0;
+    assert_eq!(codec::encode(&map), canonical);
+    assert_eq!(codec::decode::<BTreeMap<String, u16>>(&canonical), Ok(map));
+    let swapped = Bytes::default()
+        .len(2)
+        .str("beta")
+        .raw(&[2, 0])
+        .str("alpha")
+        .raw(&[1, 0])
+        .0;
+    assert_eq!(
+        codec::decode::<BTreeMap<String, u16>>(&swapped),
+        Err(CodecError::NonCanonical)
+    );
+    let repeated = Bytes::default()
+        .len(2)
+        .str("alpha")
+        .raw(&[1, 0])
+        .str("alpha")
+        .raw(&[2, 0])
+        .0;
+    assert_eq!(
+        codec::decode::<BTreeMap<String, u16>>(&repeated),
+        Err(CodecError::NonCanonical)
+    );
+}
