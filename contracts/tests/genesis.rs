@@ -109,7 +109,7 @@ fn kalundborg_example_is_valid() {
 #[test]
 fn minimal_is_valid_and_defaults_apply() {
     let genesis = check(&minimal()).unwrap();
-    assert_eq!(genesis.nodes[1].validator, false);
+    assert!(!genesis.nodes[1].validator);
     assert_eq!(genesis.nodes[1].power, 0);
     assert_eq!(genesis.resource_kinds[0].unit, Unit::Tonne);
     assert_eq!(genesis.resource_kinds[0].ewc_code, None);
