@@ -11,6 +11,7 @@ pub use self::proposer::{ProposerSelector, WeightedRoundRobin, absent_validators
 pub use self::types::*;
 #[cfg(test)]
 mod core_tests;
+pub mod ed25519;
 pub mod engine;
 pub mod signed;
 pub mod signer;
