@@ -682,3 +682,100 @@ fn validator_set_thresholds_are_weighted() {
         Err(ConsensusError::InvalidValidatorSet)
     );
 }
+
+#[test]
+fn timeouts_adapt_to_the_rounds_heights_need() {
+    let first_propose_timeout = |core: &mut Core<Colors>, height| {
+        let out = core
+            .handle(Input::StartHeight {
+                height,
+                validators: set(&[1, 1, 1, 1]),
+                excluded_proposers: vec![],
+            })
+            .unwrap();
+        out.iter()
+            .find_map(|o| match o {
+                Output::ScheduleTimeout { duration_ms, .. } => Some(*duration_ms),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (mut core, out) = started(2);
+    let base = timeouts_in(&out).len();
+    assert_eq!(base, 1);
+    // Height 1 decides in round 2.
+    core.force_round(2);
+    feed(
+        &mut core,
+        vec![
+            Input::Proposal {
+                proposal: Proposal {
+                    height: H,
+                    round: 2,
+                    value: "red".into(),
+                    valid_round: None,
+                    proposer: rotating(H, 2),
+                },
+                valid: true,
+            },
+            precommit(1, 2, Some("red")),
+            precommit(3, 2, Some("red")),
+            precommit(4, 2, Some("red")),
+        ],
+    );
+    assert_eq!(core.step(), Step::Decided);
+    let params = Params::default();
+    let slow = first_propose_timeout(&mut core, 2);
+    assert_eq!(
+        slow,
+        params.timeout_propose_ms + 2 * params.timeout_propose_delta_ms
+    );
+    // Heights decided in round 0 bring it back down, one delta at a time.
+    let mut timeouts = vec![];
+    for height in 2..5 {
+        core.force_round(0);
+        feed(
+            &mut core,
+            vec![
+                Input::Proposal {
+                    proposal: Proposal {
+                        height,
+                        round: 0,
+                        value: "red".into(),
+                        valid_round: None,
+                        proposer: rotating(height, 0),
+                    },
+                    valid: true,
+                },
+                Input::Vote(Vote {
+                    height,
+                    round: 0,
+                    vote_type: VoteType::Precommit,
+                    value: Some("red".into()),
+                    validator: v(1),
+                }),
+                Input::Vote(Vote {
+                    height,
+                    round: 0,
+                    vote_type: VoteType::Precommit,
+                    value: Some("red".into()),
+                    validator: v(3),
+                }),
+                Input::Vote(Vote {
+                    height,
+                    round: 0,
+                    vote_type: VoteType::Precommit,
+                    value: Some("red".into()),
+                    validator: v(4),
+                }),
+            ],
+        );
+        assert_eq!(core.step(), Step::Decided);
+        timeouts.push(first_propose_timeout(&mut core, height + 1));
+    }
+    let delta = params.timeout_propose_delta_ms;
+    assert_eq!(
+        timeouts,
+        vec![slow - delta, slow - 2 * delta, slow - 2 * delta]
+    );
+}

@@ -149,3 +149,73 @@ pub fn absent_validators<C: Context>(
     }
     excluded
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimContext;
+
+    fn set(powers: &[u64]) -> ValidatorSet<SimContext> {
+        ValidatorSet::new(powers.iter().enumerate().map(|(i, p)| (i as u16, *p))).unwrap()
+    }
+
+    #[test]
+    fn rotation_is_weighted_and_interleaved() {
+        let powers = [3, 1, 1];
+        let picks: Vec<usize> = (0..10)
+            .map(|t| smooth_round_robin_index(&powers, t))
+            .collect();
+        for period in picks.chunks(5) {
+            let count = |i| period.iter().filter(|p| **p == i).count();
+            assert_eq!((count(0), count(1), count(2)), (3, 1, 1), "{picks:?}");
+        }
+        assert!(
+            picks.windows(3).all(|w| w != [0, 0, 0]),
+            "interleaved: {picks:?}"
+        );
+        // Large powers are scaled, not iterated.
+        let big = [u64::MAX / 4, u64::MAX / 4, 1];
+        let chosen: std::collections::BTreeSet<usize> = (0..2000)
+            .map(|t| smooth_round_robin_index(&big, t))
+            .collect();
+        assert_eq!(chosen.len(), 3);
+    }
+
+    #[test]
+    fn rotation_moves_with_round_and_height() {
+        let validators = set(&[1, 1, 1, 1]);
+        let proposer = |h, r| WeightedRoundRobin.proposer(&validators, h, r, &[]);
+        let round_robin: std::collections::BTreeSet<u16> = (0..4).map(|r| proposer(1, r)).collect();
+        assert_eq!(round_robin.len(), 4);
+        assert_eq!(proposer(2, 0), proposer(1, 1));
+    }
+
+    #[test]
+    fn excluded_validators_never_propose() {
+        let validators = set(&[1, 1, 1, 1]);
+        for position in 0..40 {
+            let chosen = WeightedRoundRobin.proposer(&validators, position, 0, &[2]);
+            assert_ne!(chosen, 2);
+        }
+    }
+
+    #[test]
+    fn absence_needs_a_full_window_and_stays_under_one_third() {
+        let validators = set(&[1, 1, 1, 1, 1, 1, 1]);
+        let signers = |s: &[u16]| s.to_vec();
+        let window = vec![
+            signers(&[0, 1, 2, 3, 4]),
+            signers(&[0, 1, 2, 3, 4]),
+            signers(&[0, 1, 2, 3, 5]),
+        ];
+        assert!(
+            absent_validators(&validators, &window[..2]).is_empty(),
+            "window not full"
+        );
+        // 6 signed once, 5 signed once: only 6 is absent from all three.
+        assert_eq!(absent_validators(&validators, &window), vec![6]);
+        // Three absent (3/7 of the power): only two are skipped (2/7 < 1/3).
+        let window = vec![signers(&[0, 1, 2, 3]); 3];
+        assert_eq!(absent_validators(&validators, &window), vec![4, 5]);
+    }
+}
