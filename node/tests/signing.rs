@@ -86,7 +86,7 @@ fn certificate(signers: &[u8], value: Hash) -> CommitCertificate<C> {
         .iter()
         .map(|i| (key(*i).public(), signed(*i, precommit(*i, value)).signature))
         .collect();
-    signatures.sort_by(|a, b| a.0.cmp(&b.0));
+    signatures.sort_by_key(|a| a.0);
     CommitCertificate {
         height: 7,
         round: 2,
@@ -122,7 +122,7 @@ fn certificate_verifies_with_quorum_only() {
         Err(CertificateError::BadSignature)
     );
     let mut duplicated = certificate(&[1, 2], value);
-    duplicated.signatures.push(duplicated.signatures[1].clone());
+    duplicated.signatures.push(duplicated.signatures[1]);
     assert_eq!(
         duplicated.verify(CHAIN, 7, &validators),
         Err(CertificateError::NotSorted)

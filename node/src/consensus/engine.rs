@@ -407,13 +407,13 @@ impl<C: Context> Engine<C> {
         {
             return Ok(());
         }
-        if let Some(first) = existing.first() {
-            if self.equivocations.insert(slot) {
-                out.push(EngineOutput::Evidence(DuplicateVoteEvidence::new(
-                    first.clone(),
-                    signed.clone(),
-                )));
-            }
+        if let Some(first) = existing.first()
+            && self.equivocations.insert(slot)
+        {
+            out.push(EngineOutput::Evidence(DuplicateVoteEvidence::new(
+                first.clone(),
+                signed.clone(),
+            )));
         }
         existing.push(signed.clone());
         self.record(WalEntry::Vote(signed.clone()))?;

@@ -700,10 +700,10 @@ impl Simulator {
         if self.nodes[to as usize].engine.is_none() {
             return;
         }
-        if self.nodes[to as usize].behaviour == Behaviour::VoteEverything {
-            if let Message::Proposal(p) = &message {
-                self.vote_for(to, &p.proposal);
-            }
+        if self.nodes[to as usize].behaviour == Behaviour::VoteEverything
+            && let Message::Proposal(p) = &message
+        {
+            self.vote_for(to, &p.proposal);
         }
         let input = match message {
             Message::Proposal(proposal) => {
@@ -898,10 +898,11 @@ impl Simulator {
         if height == 0 || height > have {
             return;
         }
-        if let Some((served_height, at)) = node.served.get(&peer) {
-            if *served_height == height && self.now < at + 100 {
-                return;
-            }
+        if let Some((served_height, at)) = node.served.get(&peer)
+            && *served_height == height
+            && self.now < at + 100
+        {
+            return;
         }
         let now = self.now;
         self.nodes[id as usize].served.insert(peer, (height, now));
