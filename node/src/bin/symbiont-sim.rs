@@ -62,7 +62,7 @@ fn main() {
         for line in &report.trace {
             println!("{line}");
         }
-        print_one(&report);
+        print_one(&report, args.validators);
         std::process::exit(if report.ok() { 0 } else { 1 });
     }
     let threads = args.threads.unwrap_or_else(|| {
@@ -98,10 +98,11 @@ fn main() {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "seeds: {}  events: {}  heights decided: {}  crashes: {}  evidence: {}  violations: {}",
+        "seeds: {}  steps (events): {}  heights decided: {} ({:.1} per simulated second)  crashes: {}  evidence: {}  violations: {}",
         totals.seeds,
         totals.events,
         totals.heights,
+        totals.heights as f64 * 1000.0 / totals.simulated_ms.max(1) as f64,
         totals.crashes,
         totals.evidence,
         totals.failures.len()
@@ -116,7 +117,7 @@ fn main() {
         threads
     );
     for report in totals.failures.iter().take(10) {
-        print_one(report);
+        print_one(report, args.validators);
     }
     if !totals.failures.is_empty() {
         std::process::exit(1);
@@ -169,7 +170,7 @@ impl Totals {
     }
 }
 
-fn print_one(report: &SimReport) {
+fn print_one(report: &SimReport, validators: Option<usize>) {
     println!(
         "seed {}: n={} byzantine={} events={} simulated={} ms heights={} crashes={} evidence={} slowest decision={} ms",
         report.seed,
@@ -186,7 +187,10 @@ fn print_one(report: &SimReport) {
         println!("  VIOLATION: {violation}");
     }
     if !report.ok() {
-        println!("  replay: {}", report.replay_command());
+        let fixed = validators
+            .map(|n| format!(" --validators {n}"))
+            .unwrap_or_default();
+        println!("  replay: {}{fixed}", report.replay_command());
     }
 }
 
