@@ -50,6 +50,12 @@ pub struct SimConfig {
     /// Test-only: break the lock rule in every honest validator.
     #[cfg(test)]
     pub ignore_lock: bool,
+    /// Test-only: a crash wipes the WAL and the sign state (amnesia).
+    #[cfg(test)]
+    pub amnesia: bool,
+    /// Test-only: honest validators accept every proposal as valid.
+    #[cfg(test)]
+    pub accept_invalid: bool,
 }
 
 impl SimConfig {
@@ -66,6 +72,10 @@ impl SimConfig {
             trace: false,
             #[cfg(test)]
             ignore_lock: false,
+            #[cfg(test)]
+            amnesia: false,
+            #[cfg(test)]
+            accept_invalid: false,
         }
     }
 }
@@ -692,6 +702,12 @@ impl Simulator {
         node.engine = None;
         node.incarnation += 1;
         node.wal.0.lock().expect("wal").crash(keep as usize);
+        #[cfg(test)]
+        if self.config.amnesia {
+            node.wal.0.lock().expect("wal").crash(0);
+            *node.wal.0.lock().expect("wal") = Default::default();
+            *node.sign_store.0.lock().expect("store") = None;
+        }
         self.report.crashes += 1;
         self.trace(|| format!("node {id} crashes, keeps {keep} unsynced WAL bytes"));
     }
@@ -712,6 +728,8 @@ impl Simulator {
                     proposal.proposal.height,
                     &self.validators,
                 );
+                #[cfg(test)]
+                let valid = valid || self.config.accept_invalid;
                 EngineInput::Proposal { proposal, valid }
             }
             Message::Vote(vote) => EngineInput::Vote(vote),
@@ -962,7 +980,11 @@ impl Simulator {
                     height,
                     round,
                     value: block,
-                    valid_round: Some(round + 5),
+                    valid_round: if self.rng.chance(500) {
+                        Some(round + 5)
+                    } else {
+                        None
+                    },
                     proposer: id,
                 };
                 let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
@@ -1031,6 +1053,22 @@ impl Simulator {
                 }
             }
             Behaviour::DoubleProposal => self.double_proposal(id, message),
+            Behaviour::Garbage if matches!(message, Message::Proposal(_)) => {
+                // Proposes invalid blocks: a duplicated signer in last_commit.
+                let Message::Proposal(p) = message else {
+                    unreachable!()
+                };
+                let mut proposal = p.proposal;
+                proposal.value.last_commit = vec![id, id];
+                let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
+                self.send_all(
+                    id,
+                    Message::Proposal(SignedProposal {
+                        proposal,
+                        signature,
+                    }),
+                );
+            }
             _ => self.send_all(id, message),
         }
     }

@@ -81,3 +81,31 @@ fn trace_seed() {
     }
     assert!(report.ok(), "{:?}", report.violations);
 }
+
+/// Finds a seed whose run reports a violation starting with `kind`.
+fn find(
+    kind: &str,
+    seeds: std::ops::Range<u64>,
+    configure: impl Fn(&mut SimConfig),
+) -> Option<u64> {
+    seeds.into_iter().find(|seed| {
+        let mut config = SimConfig::new(*seed);
+        configure(&mut config);
+        run(config).violations.iter().any(|v| v.starts_with(kind))
+    })
+}
+
+/// The double-sign checker fires when a validator forgets what it signed.
+#[test]
+fn amnesia_after_crash_is_caught_as_double_sign() {
+    let seed = find("double sign", 0..2000, |c| c.amnesia = true).expect("amnesia not caught");
+    eprintln!("amnesia caught by seed {seed}");
+}
+
+/// The validity checker fires when validators stop checking proposals.
+#[test]
+fn accepting_invalid_blocks_is_caught_as_validity() {
+    let seed =
+        find("validity", 0..2000, |c| c.accept_invalid = true).expect("invalid block not caught");
+    eprintln!("invalid blocks caught by seed {seed}");
+}
