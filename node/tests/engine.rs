@@ -292,3 +292,39 @@ fn own_messages_are_synced_before_they_are_returned() {
     );
     assert!(engine.guard().last().is_some_and(|s| s.round == 0));
 }
+
+#[test]
+fn a_proposer_cannot_grow_the_wal_without_bound() {
+    use symbiont_node::consensus::core::MAX_PROPOSALS_PER_ROUND;
+    use symbiont_node::consensus::signed::{SignedProposal, proposal_sign_bytes};
+    let wal = SharedMemoryWal::default();
+    let me = not_proposer();
+    let (mut engine, _) = engine(me, wal.clone());
+    let proposer = WeightedRoundRobin.proposer(&validators(), 1, 0, &[]);
+    let mut sizes = vec![];
+    for payload in 0..20 {
+        let proposal = symbiont_node::consensus::Proposal {
+            height: 1,
+            round: 0,
+            value: SimBlock { payload, ..block() },
+            valid_round: None,
+            proposer,
+        };
+        let signature = sim_sign(proposer, &proposal_sign_bytes(CHAIN, &proposal));
+        engine
+            .handle(EngineInput::Proposal {
+                proposal: SignedProposal {
+                    proposal,
+                    signature,
+                },
+                valid: true,
+            })
+            .unwrap();
+        sizes.push(wal.0.lock().unwrap().bytes.len());
+    }
+    assert!(sizes[MAX_PROPOSALS_PER_ROUND] > sizes[0]);
+    assert_eq!(
+        sizes[MAX_PROPOSALS_PER_ROUND..].iter().min(),
+        sizes[MAX_PROPOSALS_PER_ROUND..].iter().max()
+    );
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use symbiont_contracts::codec;
 
-use super::core::{Core, Input, Output, Params};
+use super::core::{Core, Input, MAX_PROPOSALS_PER_ROUND, Output, Params};
 use super::keeper::{MAX_ROUND_LOOKAHEAD, MAX_VOTES_PER_SLOT};
 use super::proposer::ProposerSelector;
 use super::signed::{
@@ -99,8 +99,9 @@ pub struct Engine<C: Context> {
     votes: BTreeMap<(Round, VoteType, C::Address), Vec<SignedVote<C>>>,
     /// Slots already reported as equivocation.
     equivocations: BTreeSet<(Round, VoteType, C::Address)>,
-    /// Hashes of proposals seen at this height.
-    proposals_seen: BTreeSet<[u8; 32]>,
+    /// Hashes of proposals seen at this height, by round (at most
+    /// `MAX_PROPOSALS_PER_ROUND` per round, as the core keeps).
+    proposals_seen: BTreeSet<(Round, [u8; 32])>,
     /// Messages we signed at this height.
     own: BTreeMap<(Round, SignStep), Message<C>>,
     /// Inputs for the next height.
@@ -436,14 +437,20 @@ impl<C: Context> Engine<C> {
             return Ok(());
         }
         let hash = *blake3::hash(&codec::encode(&signed)).as_bytes();
-        if self.proposals_seen.contains(&hash)
+        let round = proposal.round;
+        let in_round = self
+            .proposals_seen
+            .range((round, [0; 32])..=(round, [0xff; 32]))
+            .count();
+        if self.proposals_seen.contains(&(round, hash))
+            || in_round >= MAX_PROPOSALS_PER_ROUND
             || proposal.round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
             || proposal.proposer != self.core.proposer(proposal.round)
             || !signed.verify(&self.chain_id)
         {
             return Ok(());
         }
-        self.proposals_seen.insert(hash);
+        self.proposals_seen.insert((round, hash));
         self.record(WalEntry::Proposal {
             proposal: signed.clone(),
             valid,
