@@ -128,6 +128,9 @@ pub struct Core<C: Context> {
     proposed: bool,
     /// Adaptive part of the timeouts.
     timeout_level: u32,
+    /// Proposers of this height by round (selection may cost up to a
+    /// rotation period per call, and every proposal asks).
+    proposer_cache: std::cell::RefCell<BTreeMap<Round, C::Address>>,
     /// Test-only broken rule: prevote for a proposal regardless of the lock.
     #[cfg(test)]
     pub(crate) ignore_lock: bool,
@@ -159,6 +162,7 @@ impl<C: Context> Core<C> {
             decision: None,
             proposed: false,
             timeout_level: 0,
+            proposer_cache: Default::default(),
             #[cfg(test)]
             ignore_lock: false,
         }
@@ -252,6 +256,7 @@ impl<C: Context> Core<C> {
         self.keeper = VoteKeeper::new(height, validators.clone());
         self.validators = validators;
         self.excluded_proposers = excluded_proposers;
+        self.proposer_cache.borrow_mut().clear();
         self.locked = None;
         self.valid = None;
         self.proposals.clear();
