@@ -216,21 +216,26 @@ fn a_valid_commit_from_a_peer_decides_and_a_weak_one_does_not() {
 }
 
 #[test]
-fn next_height_messages_wait_and_old_height_senders_are_behind() {
+fn next_height_messages_wait_and_senders_ahead_or_behind_are_named() {
     let me = not_proposer();
     let (mut engine, _) = engine(me, SharedMemoryWal::default());
     let other = (me + 1) % 4;
-    assert!(
-        engine
-            .handle(EngineInput::Vote(vote(
-                other,
-                2,
-                0,
-                VoteType::Prevote,
-                None
-            )))
-            .unwrap()
-            .is_empty()
+    // Kept for height 2, and a hint that the sender is ahead of us.
+    let out = engine
+        .handle(EngineInput::Vote(vote(
+            other,
+            2,
+            0,
+            VoteType::Prevote,
+            None,
+        )))
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![EngineOutput::PeerAhead {
+            peer: other,
+            height: 2
+        }]
     );
     engine
         .handle(EngineInput::Commit {

@@ -35,6 +35,9 @@ struct Args {
     no_faults: bool,
     #[arg(long)]
     no_byzantine: bool,
+    /// Every run has f Byzantine validators (instead of 0 to f).
+    #[arg(long)]
+    max_byzantine: bool,
     #[arg(long)]
     trace: bool,
     /// Measure decided heights per simulated second (healthy vs one crashed).
@@ -47,6 +50,7 @@ fn config(args: &Args, seed: u64) -> SimConfig {
     config.validators = args.validators;
     config.faults = !args.no_faults;
     config.byzantine = !args.no_byzantine;
+    config.max_byzantine = args.max_byzantine;
     config.trace = args.trace;
     config
 }

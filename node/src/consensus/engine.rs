@@ -19,7 +19,7 @@ use super::signed::{
     CommitCertificate, DuplicateVoteEvidence, Message, SignedProposal, SignedVote,
     proposal_sign_bytes, vote_sign_bytes,
 };
-use super::signer::{SignError, SignGuard, SignStep, StoreError};
+use super::signer::{Prepared, SignError, SignGuard, SignState, SignStep, StoreError};
 use super::types::{ConsensusError, Context, Height, Round, Timeout, ValidatorSet, VoteType};
 use super::wal::{Wal, WalEntry, WalError, WalStorage};
 
@@ -73,6 +73,12 @@ pub enum EngineOutput<C: Context> {
     /// `peer` sent a message for `height`, which we have decided: send it
     /// that height's commit.
     PeerBehind {
+        peer: C::Address,
+        height: Height,
+    },
+    /// `peer` sent a message for `height`, above ours: ask it for the
+    /// commits we miss (the host rate-limits these requests).
+    PeerAhead {
         peer: C::Address,
         height: Height,
     },
@@ -367,16 +373,25 @@ impl<C: Context> Engine<C> {
         if height == current {
             return !self.decided;
         }
-        if height == current.saturating_add(1) {
-            if self.future.len() < MAX_FUTURE_MESSAGES {
-                self.future.push(input.clone());
-            }
-        } else if height < current && self.core.validators().contains(sender) {
+        if !self.core.validators().contains(sender) {
+            return false;
+        }
+        if height < current {
             out.push(EngineOutput::PeerBehind {
                 peer: sender.clone(),
                 height,
             });
+            return false;
         }
+        if height == current.saturating_add(1) && self.future.len() < MAX_FUTURE_MESSAGES {
+            self.future.push(input.clone());
+        }
+        // We are behind: a validator that is silent (say, after a crash
+        // that cost it its vote at this step) would otherwise never learn.
+        out.push(EngineOutput::PeerAhead {
+            peer: sender.clone(),
+            height,
+        });
         false
     }
 
@@ -503,7 +518,7 @@ impl<C: Context> Engine<C> {
                         }
                         None => None,
                     };
-                    let Some(signature) = self.signature(
+                    let Some((signature, new_state)) = self.signature(
                         reused,
                         proposal.height,
                         proposal.round,
@@ -521,6 +536,7 @@ impl<C: Context> Engine<C> {
                         key,
                         Message::Proposal(signed.clone()),
                         WalEntry::OwnProposal(signed),
+                        new_state,
                         out,
                     )?;
                 }
@@ -535,7 +551,7 @@ impl<C: Context> Engine<C> {
                         }
                         None => None,
                     };
-                    let Some(signature) =
+                    let Some((signature, new_state)) =
                         self.signature(reused, vote.height, vote.round, key.1, &bytes)?
                     else {
                         continue;
@@ -553,6 +569,7 @@ impl<C: Context> Engine<C> {
                         key,
                         Message::Vote(signed.clone()),
                         WalEntry::OwnVote(signed),
+                        new_state,
                         out,
                     )?;
                 }
@@ -579,6 +596,10 @@ impl<C: Context> Engine<C> {
         Ok(())
     }
 
+    /// The signature for our message at (`height`, `round`, `step`):
+    /// `reused` if the WAL already holds it; else checked by the guard. A
+    /// new signature is returned with the state the guard must commit after
+    /// the WAL has recorded the message.
     fn signature(
         &mut self,
         reused: Option<C::Signature>,
@@ -586,12 +607,22 @@ impl<C: Context> Engine<C> {
         round: Round,
         step: SignStep,
         bytes: &[u8],
-    ) -> Result<Option<C::Signature>, EngineError> {
+    ) -> Result<Option<(C::Signature, Option<SignState<C>>)>, EngineError> {
         if let Some(signature) = reused {
-            return Ok(Some(signature));
+            // Recorded in the WAL before a crash: bring the guard up to it
+            // if its save was lost.
+            let catch_up = match self.guard.prepare(height, round, step, bytes) {
+                Ok(Prepared::New(mut state)) => {
+                    state.signature = signature.clone();
+                    Some(state)
+                }
+                _ => None,
+            };
+            return Ok(Some((signature, catch_up)));
         }
-        match self.guard.sign(height, round, step, bytes) {
-            Ok(signature) => Ok(Some(signature)),
+        match self.guard.prepare(height, round, step, bytes) {
+            Ok(Prepared::Existing(signature)) => Ok(Some((signature, None))),
+            Ok(Prepared::New(state)) => Ok(Some((state.signature.clone(), Some(state)))),
             Err(e) if e.is_refusal() => {
                 self.refused_signatures += 1;
                 Ok(None)
@@ -601,18 +632,26 @@ impl<C: Context> Engine<C> {
         }
     }
 
-    /// Persist-before-send: the guard already stored the sign state; now
-    /// the WAL records the message and is synced, then it may leave.
+    /// Persist-before-send: the WAL records the signed message and is
+    /// synced (with everything the core processed before it), then the
+    /// guard durably records the new sign state, then the message may
+    /// leave. A crash between the two leaves the message in the WAL, where
+    /// recovery finds it and the core re-derives it; a crash before the
+    /// sync leaves no trace of it anywhere.
     fn send_own(
         &mut self,
         key: (Round, SignStep),
         message: Message<C>,
         entry: WalEntry<C>,
+        new_state: Option<SignState<C>>,
         out: &mut Vec<EngineOutput<C>>,
     ) -> Result<(), EngineError> {
-        if !self.replaying {
+        if !self.replaying && !self.own.contains_key(&key) {
             self.wal.append(&entry)?;
             self.wal.sync()?;
+        }
+        if let Some(state) = new_state {
+            self.guard.commit(state)?;
         }
         self.own.insert(key, message.clone());
         out.push(EngineOutput::Broadcast(message));

@@ -120,6 +120,26 @@ impl<C: Context> SignGuard<C> {
         step: SignStep,
         sign_bytes: &[u8],
     ) -> Result<C::Signature, SignError> {
+        match self.prepare(height, round, step, sign_bytes)? {
+            Prepared::Existing(signature) => Ok(signature),
+            Prepared::New(state) => {
+                let signature = state.signature.clone();
+                self.commit(state)?;
+                Ok(signature)
+            }
+        }
+    }
+
+    /// The checks of `sign`, and the signature, without persisting: the
+    /// caller records the signed message durably elsewhere first (the WAL),
+    /// then calls `commit` before the signature leaves the process.
+    pub fn prepare(
+        &self,
+        height: Height,
+        round: Round,
+        step: SignStep,
+        sign_bytes: &[u8],
+    ) -> Result<Prepared<C>, SignError> {
         let sign_bytes_hash = *blake3::hash(sign_bytes).as_bytes();
         if let Some(last) = &self.last {
             match (height, round, step).cmp(&(last.height, last.round, last.step)) {
@@ -132,7 +152,7 @@ impl<C: Context> SignGuard<C> {
                 }
                 std::cmp::Ordering::Equal => {
                     return if last.sign_bytes_hash == sign_bytes_hash {
-                        Ok(last.signature.clone())
+                        Ok(Prepared::Existing(last.signature.clone()))
                     } else {
                         Err(SignError::Conflict {
                             height,
@@ -144,18 +164,36 @@ impl<C: Context> SignGuard<C> {
                 std::cmp::Ordering::Greater => {}
             }
         }
-        let signature = self.signer.sign(sign_bytes);
-        let state = SignState {
+        Ok(Prepared::New(SignState {
             height,
             round,
             step,
             sign_bytes_hash,
-            signature: signature.clone(),
-        };
+            signature: self.signer.sign(sign_bytes),
+        }))
+    }
+
+    /// Durably records a state from `prepare`.
+    pub fn commit(&mut self, state: SignState<C>) -> Result<(), StoreError> {
+        if let Some(last) = &self.last {
+            assert!(
+                (state.height, state.round, state.step) > (last.height, last.round, last.step),
+                "sign state must move forward"
+            );
+        }
         self.store.save(&state)?;
         self.last = Some(state);
-        Ok(signature)
+        Ok(())
     }
+}
+
+/// What `prepare` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared<C: Context> {
+    /// Already signed these bytes at this step: the stored signature.
+    Existing(C::Signature),
+    /// A new signature, to be committed before it is used.
+    New(SignState<C>),
 }
 
 /// In-memory store (tests; the simulator has its own crash-aware one).

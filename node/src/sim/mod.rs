@@ -19,7 +19,8 @@ use crate::consensus::signed::{
 };
 use crate::consensus::signer::{SignGuard, SignState, SignStateStore, Signer, StoreError};
 use crate::consensus::types::{Height, Round, Timeout, ValidatorSet, VoteType};
-use crate::consensus::wal::SharedMemoryWal;
+use crate::consensus::wal::{SharedMemoryWal, WalError, WalStorage};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 pub use context::{Address, Rng, SimBlock, SimContext, block_is_valid, sim_sign};
 
@@ -56,6 +57,8 @@ pub struct SimConfig {
     /// Test-only: honest validators accept every proposal as valid.
     #[cfg(test)]
     pub accept_invalid: bool,
+    /// Every run has f Byzantine validators (instead of 0 to f).
+    pub max_byzantine: bool,
 }
 
 impl SimConfig {
@@ -76,6 +79,7 @@ impl SimConfig {
             amnesia: false,
             #[cfg(test)]
             accept_invalid: false,
+            max_byzantine: false,
         }
     }
 }
@@ -154,6 +158,17 @@ enum Event {
     Crash {
         node: Address,
     },
+    /// `from` asks `to` for the commits from `height` on (block sync).
+    SyncRequest {
+        from: Address,
+        to: Address,
+        height: Height,
+    },
+    /// Arms a power cut on the node's next WAL sync or sign-state save.
+    ArmPowerCut {
+        node: Address,
+        wal: bool,
+    },
     Restart {
         node: Address,
     },
@@ -161,17 +176,63 @@ enum Event {
     Heal,
 }
 
+/// A power cut armed on a node's disk: the next write of that kind fails
+/// (and is not durable), and the node dies in the middle of its step.
+#[derive(Clone, Default)]
+struct PowerCut {
+    armed: Arc<AtomicBool>,
+    happened: Arc<AtomicBool>,
+}
+
+impl PowerCut {
+    fn strikes(&self) -> bool {
+        let strikes = self.armed.swap(false, AtomicOrdering::SeqCst);
+        if strikes {
+            self.happened.store(true, AtomicOrdering::SeqCst);
+        }
+        strikes
+    }
+}
+
 /// The sign-state "disk": saves are durable when they return.
 #[derive(Clone, Default)]
-struct SharedSignStore(Arc<Mutex<Option<SignState<Ctx>>>>);
+struct SharedSignStore(Arc<Mutex<Option<SignState<Ctx>>>>, PowerCut);
 
 impl SignStateStore<Ctx> for SharedSignStore {
     fn load(&mut self) -> Result<Option<SignState<Ctx>>, StoreError> {
         Ok(self.0.lock().expect("store").clone())
     }
     fn save(&mut self, state: &SignState<Ctx>) -> Result<(), StoreError> {
+        if self.1.strikes() {
+            return Err(StoreError::Failed("power cut during save".into()));
+        }
         *self.0.lock().expect("store") = Some(state.clone());
         Ok(())
+    }
+}
+
+/// The WAL "disk", with a power cut that can strike during a sync.
+#[derive(Clone)]
+struct SimWal(SharedMemoryWal, PowerCut);
+
+impl WalStorage for SimWal {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        self.0.append(bytes)
+    }
+    fn sync(&mut self) -> Result<(), WalError> {
+        if self.1.strikes() {
+            return Err(WalError::Io(std::io::Error::other("power cut during sync")));
+        }
+        self.0.sync()
+    }
+    fn reset(&mut self) -> Result<(), WalError> {
+        self.0.reset()
+    }
+    fn truncate(&mut self, len: usize) -> Result<(), WalError> {
+        self.0.truncate(len)
+    }
+    fn read_all(&mut self) -> Result<Vec<u8>, WalError> {
+        self.0.read_all()
     }
 }
 
@@ -195,11 +256,15 @@ struct Node {
     chain: Vec<(SimBlock, CommitCertificate<Ctx>)>,
     wal: SharedMemoryWal,
     sign_store: SharedSignStore,
+    /// Strikes the next WAL sync.
+    wal_cut: PowerCut,
     /// Timer speed in permille of real (clock skew).
     clock_permille: u64,
     last_decision_ms: u64,
     /// Last commit served to each peer: (height, time).
     served: BTreeMap<Address, (Height, u64)>,
+    /// When we last asked each peer for commits.
+    requested: BTreeMap<Address, u64>,
     /// Commits received for heights ahead of ours (block sync), bounded.
     sync_buffer: BTreeMap<Height, (SimBlock, CommitCertificate<Ctx>)>,
 }
@@ -239,6 +304,9 @@ struct Network {
     duplicate_permille: u64,
     /// blocked[from][to]: messages from `from` to `to` are dropped.
     blocked: Vec<Vec<bool>>,
+    /// slow[from][to]: delay multiplier of a slow link (1: normal), during
+    /// the fault phase.
+    slow: Vec<Vec<u64>>,
 }
 
 pub struct Simulator {
@@ -253,6 +321,8 @@ pub struct Simulator {
     selector: Arc<dyn ProposerSelector<Ctx>>,
     network: Network,
     fault_phase_ms: u64,
+    /// Chance that an honest node dies right after committing a block.
+    crash_after_decide_permille: u64,
     /// Decided value per height (agreement).
     decisions: BTreeMap<Height, u64>,
     /// What each honest validator signed: (validator, height, round, step) -> message.
@@ -281,6 +351,11 @@ impl Simulator {
         let mut behaviours = vec![Behaviour::Honest; n];
         if config.byzantine {
             let wanted = rng.range(0, n as u64 / 3 + 1);
+            let wanted = if config.max_byzantine {
+                n as u64
+            } else {
+                wanted
+            };
             let mut power = 0;
             let mut order: Vec<usize> = (0..n).collect();
             for i in (1..n).rev() {
@@ -315,11 +390,15 @@ impl Simulator {
             (min, min + rng.range(1, 100))
         });
         let faults = config.faults;
-        let network = Network {
+        let mut network = Network {
             min_delay_ms,
             max_delay_ms,
             loss_permille: if faults && rng.chance(700) {
-                rng.range(0, 150)
+                if rng.chance(300) {
+                    rng.range(0, 400)
+                } else {
+                    rng.range(0, 150)
+                }
             } else {
                 0
             },
@@ -329,7 +408,18 @@ impl Simulator {
                 0
             },
             blocked: vec![vec![false; n]; n],
+            slow: vec![vec![1; n]; n],
         };
+        if faults && rng.chance(500) {
+            // Some links are several times slower than the rest.
+            for from in 0..n {
+                for to in 0..n {
+                    if from != to && rng.chance(250) {
+                        network.slow[from][to] = rng.range(2, 8);
+                    }
+                }
+            }
+        }
         let params = if config.plain {
             Params {
                 timeout_propose_ms: 3000,
@@ -347,6 +437,11 @@ impl Simulator {
             .fault_phase_ms
             .unwrap_or_else(|| rng.range(1000, 4000));
         let skew = if faults { rng.range(0, 200) } else { 0 };
+        let crash_after_decide_permille = if faults && rng.chance(400) {
+            rng.range(20, 200)
+        } else {
+            0
+        };
         let nodes = (0..n)
             .map(|i| Node {
                 id: i as Address,
@@ -356,10 +451,12 @@ impl Simulator {
                 chain: Vec::new(),
                 wal: SharedMemoryWal::default(),
                 sign_store: SharedSignStore::default(),
+                wal_cut: PowerCut::default(),
                 clock_permille: 1000 - skew + rng.range(0, 2 * skew),
                 last_decision_ms: 0,
                 served: BTreeMap::new(),
                 sync_buffer: BTreeMap::new(),
+                requested: BTreeMap::new(),
             })
             .collect();
         let report = SimReport {
@@ -382,6 +479,7 @@ impl Simulator {
             selector: Arc::new(WeightedRoundRobin),
             network,
             fault_phase_ms,
+            crash_after_decide_permille,
             decisions: BTreeMap::new(),
             signed: BTreeMap::new(),
             proposed_ids: Default::default(),
@@ -567,6 +665,18 @@ impl Simulator {
                 self.schedule((at + down).min(phase), Event::Restart { node });
             }
         }
+        if self.rng.chance(400) {
+            // Crash where bugs live: in the middle of a write.
+            for _ in 0..self.rng.range(1, 3) {
+                let node = self.rng.range(0, n - 1) as Address;
+                if !self.honest(node) || self.config.crashed_forever.contains(&node) {
+                    continue;
+                }
+                let at = self.rng.range(0, phase.saturating_sub(1));
+                let wal = self.rng.chance(500);
+                self.schedule(at, Event::ArmPowerCut { node, wal });
+            }
+        }
         if self.rng.chance(600) {
             let partitions = self.rng.range(1, 3);
             for _ in 0..partitions {
@@ -620,6 +730,20 @@ impl Simulator {
                 self.schedule(GOSSIP_INTERVAL_MS, Event::Gossip { node });
             }
             Event::Crash { node } => self.crash(node),
+            Event::SyncRequest { from, to, height } => {
+                if self.nodes[to as usize].engine.is_some() {
+                    self.serve_commit(to, from, height);
+                }
+            }
+            Event::ArmPowerCut { node, wal } => {
+                let node = &self.nodes[node as usize];
+                let cut = if wal {
+                    &node.wal_cut
+                } else {
+                    &node.sign_store.1
+                };
+                cut.armed.store(true, AtomicOrdering::SeqCst);
+            }
             Event::Restart { node } => {
                 if self.nodes[node as usize].engine.is_none() {
                     self.start_node(node);
@@ -660,17 +784,34 @@ impl Simulator {
             .expect("memory store");
         let committed = node.chain.len() as Height;
         let excluded = self.excluded_for(&node.chain);
-        let (mut engine, outputs) = Engine::recover(
+        let recovered = Engine::recover(
             CHAIN_ID.to_string(),
             self.params.clone(),
             self.selector.clone(),
             guard,
-            Box::new(node.wal.clone()),
+            Box::new(SimWal(node.wal.clone(), node.wal_cut.clone())),
             committed,
             self.validators.clone(),
             excluded,
-        )
-        .expect("recovery");
+        );
+        let (mut engine, outputs) = match recovered {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                // A power cut during recovery: down again, retry later.
+                let node = &self.nodes[id as usize];
+                let injected = node.wal_cut.happened.swap(false, AtomicOrdering::SeqCst)
+                    | node
+                        .sign_store
+                        .1
+                        .happened
+                        .swap(false, AtomicOrdering::SeqCst);
+                if !injected {
+                    self.violation(format!("node {id} cannot recover: {error}"));
+                }
+                self.schedule(100, Event::Restart { node: id });
+                return;
+            }
+        };
         #[cfg(test)]
         if self.config.ignore_lock && self.honest(id) {
             engine.core_mut().ignore_lock = true;
@@ -754,8 +895,33 @@ impl Simulator {
         };
         match engine.handle(input) {
             Ok(outputs) => self.execute(id, outputs),
-            Err(e) => self.violation(format!("node {id} stopped: {e}")),
+            Err(e) => self.engine_failed(id, e),
         }
+    }
+
+    /// An engine error is a power cut we injected (the node dies in the
+    /// middle of its step and restarts later), or a real failure.
+    fn engine_failed(&mut self, id: Address, error: crate::consensus::engine::EngineError) {
+        let node = &self.nodes[id as usize];
+        let injected = node.wal_cut.happened.swap(false, AtomicOrdering::SeqCst)
+            | node
+                .sign_store
+                .1
+                .happened
+                .swap(false, AtomicOrdering::SeqCst);
+        if !injected {
+            self.violation(format!("node {id} stopped: {error}"));
+            return;
+        }
+        self.trace(|| format!("node {id} loses power mid-step: {error}"));
+        self.crash(id);
+        let down = self.rng.range(1, 1000);
+        let at = if self.in_fault_phase() {
+            (self.now + down).min(self.fault_phase_ms) - self.now
+        } else {
+            1
+        };
+        self.schedule(at.max(1), Event::Restart { node: id });
     }
 
     fn execute(&mut self, id: Address, outputs: Vec<EngineOutput<Ctx>>) {
@@ -792,19 +958,30 @@ impl Simulator {
                         value,
                     }) {
                         Ok(more) => pending.extend(more),
-                        Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                        Err(e) => return self.engine_failed(id, e),
                     }
                 }
                 EngineOutput::Decided { value, certificate } => {
                     let Some(next) = self.on_decided(id, value, certificate) else {
                         continue;
                     };
+                    // Crash where bugs live: just after a commit.
+                    if self.in_fault_phase()
+                        && self.honest(id)
+                        && self.rng.chance(self.crash_after_decide_permille)
+                    {
+                        self.crash(id);
+                        let down = self.rng.range(1, 1000);
+                        let at = (self.now + down).min(self.fault_phase_ms) - self.now;
+                        self.schedule(at.max(1), Event::Restart { node: id });
+                        return;
+                    }
                     let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
                         return;
                     };
                     match engine.handle(next) {
                         Ok(more) => pending.extend(more),
-                        Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                        Err(e) => return self.engine_failed(id, e),
                     }
                     // Block sync: a commit for the new height may be waiting.
                     let node = &mut self.nodes[id as usize];
@@ -814,7 +991,7 @@ impl Simulator {
                         let engine = node.engine.as_mut().expect("live");
                         match engine.handle(EngineInput::Commit { value, certificate }) {
                             Ok(more) => pending.extend(more),
-                            Err(e) => self.violation(format!("node {id} stopped: {e}")),
+                            Err(e) => return self.engine_failed(id, e),
                         }
                     }
                 }
@@ -829,6 +1006,7 @@ impl Simulator {
                     }
                 }
                 EngineOutput::PeerBehind { peer, height } => self.serve_commit(id, peer, height),
+                EngineOutput::PeerAhead { peer, .. } => self.request_commits(id, peer),
             }
         }
     }
@@ -907,6 +1085,35 @@ impl Simulator {
             validators: self.validators.clone(),
             excluded_proposers: excluded,
         })
+    }
+
+    /// Asks a peer that is ahead for the commits we miss, at most every
+    /// 200 ms per peer; the request travels like a message.
+    fn request_commits(&mut self, id: Address, peer: Address) {
+        let now = self.now;
+        let node = &mut self.nodes[id as usize];
+        if node.requested.get(&peer).is_some_and(|at| now < at + 200) {
+            return;
+        }
+        node.requested.insert(peer, now);
+        let height = node.chain.len() as Height + 1;
+        if self.network.blocked[id as usize][peer as usize] {
+            return;
+        }
+        if self.in_fault_phase() && self.rng.chance(self.network.loss_permille) {
+            return;
+        }
+        let delay = self
+            .rng
+            .range(self.network.min_delay_ms, self.network.max_delay_ms);
+        self.schedule(
+            delay,
+            Event::SyncRequest {
+                from: id,
+                to: peer,
+                height,
+            },
+        );
     }
 
     /// Sends a peer that is behind the commits from `height` on (a batch).
@@ -1176,10 +1383,16 @@ impl Simulator {
         } else {
             1
         };
+        let slow = if faulty {
+            self.network.slow[from as usize][to as usize]
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let delay = self
-                .rng
-                .range(self.network.min_delay_ms, self.network.max_delay_ms);
+            let delay = slow
+                * self
+                    .rng
+                    .range(self.network.min_delay_ms, self.network.max_delay_ms);
             self.schedule(
                 delay,
                 Event::Deliver {
