@@ -1,6 +1,7 @@
 //! The signed layer around the core: checks signatures at the boundary,
 //! records inputs in the WAL, signs the core's messages through the
-//! sign-state guard (persist, then sync the WAL, then send), builds commit
+//! sign-state guard (check and sign, record in the WAL and sync, persist
+//! the sign state, then send), builds commit
 //! certificates and equivocation evidence, and recovers after a crash by
 //! replaying the WAL into a fresh core.
 //!
