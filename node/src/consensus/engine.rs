@@ -85,6 +85,10 @@ pub enum EngineOutput<C: Context> {
     },
 }
 
+/// A signature for our message, and the sign state the guard must commit
+/// once the WAL holds the message (`None`: already committed).
+type Signed<C> = (<C as Context>::Signature, Option<SignState<C>>);
+
 /// Fatal errors: the validator must stop.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -608,7 +612,7 @@ impl<C: Context> Engine<C> {
         round: Round,
         step: SignStep,
         bytes: &[u8],
-    ) -> Result<Option<(C::Signature, Option<SignState<C>>)>, EngineError> {
+    ) -> Result<Option<Signed<C>>, EngineError> {
         if let Some(signature) = reused {
             // Recorded in the WAL before a crash: bring the guard up to it
             // if its save was lost.
@@ -647,7 +651,9 @@ impl<C: Context> Engine<C> {
         new_state: Option<SignState<C>>,
         out: &mut Vec<EngineOutput<C>>,
     ) -> Result<(), EngineError> {
-        if !self.replaying && !self.own.contains_key(&key) {
+        // New messages are recorded even while replaying: they were never
+        // recorded (a crash took them), and the guard may commit them next.
+        if !self.own.contains_key(&key) {
             self.wal.append(&entry)?;
             self.wal.sync()?;
         }

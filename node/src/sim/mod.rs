@@ -517,8 +517,9 @@ impl Simulator {
             Some(engine) => {
                 let core = engine.core();
                 format!(
-                    "node {i} ({:?}) height {} round {} step {:?} locked {:?} valid {:?} excluded {:?}",
+                    "node {i} ({:?}) refused {} height {} round {} step {:?} locked {:?} valid {:?} excluded {:?}",
                     node.behaviour,
+                    engine.refused_signatures,
                     core.height(),
                     core.round(),
                     core.step(),
@@ -784,6 +785,35 @@ impl Simulator {
             .expect("memory store");
         let committed = node.chain.len() as Height;
         let excluded = self.excluded_for(&node.chain);
+        if self.config.trace {
+            let bytes = node.wal.0.lock().expect("wal").bytes.clone();
+            let lines: Vec<String> = match crate::consensus::wal::decode_log::<Ctx>(&bytes) {
+                Ok(replay) => replay
+                    .entries
+                    .iter()
+                    .map(|entry| match entry {
+                        crate::consensus::wal::WalEntry::OwnVote(v) => format!(
+                            "own {:?} r{} {:?}",
+                            v.vote.vote_type, v.vote.round, v.vote.value
+                        ),
+                        crate::consensus::wal::WalEntry::Vote(v) => format!(
+                            "vote {:?} r{} {:?} by {}",
+                            v.vote.vote_type, v.vote.round, v.vote.value, v.vote.validator
+                        ),
+                        crate::consensus::wal::WalEntry::Proposal { proposal, valid } => format!(
+                            "proposal r{} vr{:?} valid {valid}",
+                            proposal.proposal.round, proposal.proposal.valid_round
+                        ),
+                        other => format!("{:?}", std::mem::discriminant(other)),
+                    })
+                    .collect(),
+                Err(e) => vec![format!("{e}")],
+            };
+            self.report
+                .trace
+                .push(format!("node {id} WAL: {}", lines.join("; ")));
+        }
+        let node = &self.nodes[id as usize];
         let recovered = Engine::recover(
             CHAIN_ID.to_string(),
             self.params.clone(),
@@ -893,7 +923,17 @@ impl Simulator {
         let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
             return;
         };
-        match engine.handle(input) {
+        let refused = engine.refused_signatures;
+        let result = engine.handle(input);
+        if self.config.trace {
+            let engine = self.nodes[id as usize].engine.as_ref().expect("live");
+            if engine.refused_signatures > refused {
+                let last = engine.guard().last().map(|s| (s.height, s.round, s.step));
+                let line = format!("node {id} refused to sign; sign state {last:?}");
+                self.report.trace.push(line);
+            }
+        }
+        match result {
             Ok(outputs) => self.execute(id, outputs),
             Err(e) => self.engine_failed(id, e),
         }
@@ -912,6 +952,17 @@ impl Simulator {
         if !injected {
             self.violation(format!("node {id} stopped: {error}"));
             return;
+        }
+        if self.config.trace {
+            let engine = self.nodes[id as usize].engine.as_ref().expect("live");
+            let last = engine.guard().last().map(|s| (s.height, s.round, s.step));
+            let state = self.node_state(id as usize);
+            let wal = self.nodes[id as usize].wal.0.lock().expect("wal").clone();
+            self.report.trace.push(format!(
+                "node {id} before power cut: sign state {last:?}; wal {} bytes, {} durable; {state}",
+                wal.bytes.len(),
+                wal.durable_len
+            ));
         }
         self.trace(|| format!("node {id} loses power mid-step: {error}"));
         self.crash(id);
