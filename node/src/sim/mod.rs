@@ -828,14 +828,7 @@ impl Simulator {
             Ok(recovered) => recovered,
             Err(error) => {
                 // A power cut during recovery: down again, retry later.
-                let node = &self.nodes[id as usize];
-                let injected = node.wal_cut.happened.swap(false, AtomicOrdering::SeqCst)
-                    | node
-                        .sign_store
-                        .1
-                        .happened
-                        .swap(false, AtomicOrdering::SeqCst);
-                if !injected {
+                if !self.take_power_cut(id) {
                     self.violation(format!("node {id} cannot recover: {error}"));
                 }
                 self.schedule(100, Event::Restart { node: id });
@@ -939,17 +932,22 @@ impl Simulator {
         }
     }
 
+    /// Whether a power cut was injected into `id`'s storage (and clears it).
+    fn take_power_cut(&self, id: Address) -> bool {
+        let node = &self.nodes[id as usize];
+        let wal = node.wal_cut.happened.swap(false, AtomicOrdering::SeqCst);
+        let store = node
+            .sign_store
+            .1
+            .happened
+            .swap(false, AtomicOrdering::SeqCst);
+        wal | store
+    }
+
     /// An engine error is a power cut we injected (the node dies in the
     /// middle of its step and restarts later), or a real failure.
     fn engine_failed(&mut self, id: Address, error: crate::consensus::engine::EngineError) {
-        let node = &self.nodes[id as usize];
-        let injected = node.wal_cut.happened.swap(false, AtomicOrdering::SeqCst)
-            | node
-                .sign_store
-                .1
-                .happened
-                .swap(false, AtomicOrdering::SeqCst);
-        if !injected {
+        if !self.take_power_cut(id) {
             self.violation(format!("node {id} stopped: {error}"));
             return;
         }
