@@ -19,7 +19,7 @@ use crate::consensus::signed::{
 };
 use crate::consensus::signer::{SignGuard, SignState, SignStateStore, Signer, StoreError};
 use crate::consensus::types::{Height, Round, Timeout, ValidatorSet, VoteType};
-use crate::consensus::wal::{SharedMemoryWal, WalError, WalStorage};
+use crate::consensus::wal::{SharedMemoryWal, WalEntry, WalError, WalStorage, decode_log};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 pub use context::{Address, Rng, SimBlock, SimContext, block_is_valid, sim_sign};
@@ -517,9 +517,10 @@ impl Simulator {
             Some(engine) => {
                 let core = engine.core();
                 format!(
-                    "node {i} ({:?}) refused {} height {} round {} step {:?} locked {:?} valid {:?} excluded {:?}",
+                    "node {i} ({:?}) refused {} sign state {:?} height {} round {} step {:?} locked {:?} valid {:?} excluded {:?}",
                     node.behaviour,
                     engine.refused_signatures,
+                    engine.guard().last().map(|s| (s.height, s.round, s.step)),
                     core.height(),
                     core.round(),
                     core.step(),
@@ -786,32 +787,8 @@ impl Simulator {
         let committed = node.chain.len() as Height;
         let excluded = self.excluded_for(&node.chain);
         if self.config.trace {
-            let bytes = node.wal.0.lock().expect("wal").bytes.clone();
-            let lines: Vec<String> = match crate::consensus::wal::decode_log::<Ctx>(&bytes) {
-                Ok(replay) => replay
-                    .entries
-                    .iter()
-                    .map(|entry| match entry {
-                        crate::consensus::wal::WalEntry::OwnVote(v) => format!(
-                            "own {:?} r{} {:?}",
-                            v.vote.vote_type, v.vote.round, v.vote.value
-                        ),
-                        crate::consensus::wal::WalEntry::Vote(v) => format!(
-                            "vote {:?} r{} {:?} by {}",
-                            v.vote.vote_type, v.vote.round, v.vote.value, v.vote.validator
-                        ),
-                        crate::consensus::wal::WalEntry::Proposal { proposal, valid } => format!(
-                            "proposal r{} vr{:?} valid {valid}",
-                            proposal.proposal.round, proposal.proposal.valid_round
-                        ),
-                        other => format!("{:?}", std::mem::discriminant(other)),
-                    })
-                    .collect(),
-                Err(e) => vec![format!("{e}")],
-            };
-            self.report
-                .trace
-                .push(format!("node {id} WAL: {}", lines.join("; ")));
+            let wal = self.wal_summary(id);
+            self.trace(|| format!("node {id} starts from WAL {wal}"));
         }
         let node = &self.nodes[id as usize];
         let recovered = Engine::recover(
@@ -916,20 +893,32 @@ impl Simulator {
         let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
             return;
         };
-        let refused = engine.refused_signatures;
+        let refused_before = engine.refused_signatures;
         let result = engine.handle(input);
-        if self.config.trace {
-            let engine = self.nodes[id as usize].engine.as_ref().expect("live");
-            if engine.refused_signatures > refused {
-                let last = engine.guard().last().map(|s| (s.height, s.round, s.step));
-                let line = format!("node {id} refused to sign; sign state {last:?}");
-                self.report.trace.push(line);
-            }
+        if engine.refused_signatures > refused_before {
+            self.trace(|| format!("node {id} refused to sign a conflicting message"));
         }
         match result {
             Ok(outputs) => self.execute(id, outputs),
             Err(e) => self.engine_failed(id, e),
         }
+    }
+
+    /// A node's WAL for traces: sizes, then one short line per record.
+    fn wal_summary(&self, id: Address) -> String {
+        let (bytes, durable) = {
+            let wal = self.nodes[id as usize].wal.0.lock().expect("wal");
+            (wal.bytes.clone(), wal.durable_len)
+        };
+        let records = match decode_log::<Ctx>(&bytes) {
+            Ok(replay) => replay.entries.iter().map(describe_wal_entry).collect(),
+            Err(e) => vec![e.to_string()],
+        };
+        format!(
+            "({} bytes, {durable} durable): {}",
+            bytes.len(),
+            records.join("; ")
+        )
     }
 
     /// Whether a power cut was injected into `id`'s storage (and clears it).
@@ -952,15 +941,9 @@ impl Simulator {
             return;
         }
         if self.config.trace {
-            let engine = self.nodes[id as usize].engine.as_ref().expect("live");
-            let last = engine.guard().last().map(|s| (s.height, s.round, s.step));
             let state = self.node_state(id as usize);
-            let wal = self.nodes[id as usize].wal.0.lock().expect("wal").clone();
-            self.report.trace.push(format!(
-                "node {id} before power cut: sign state {last:?}; wal {} bytes, {} durable; {state}",
-                wal.bytes.len(),
-                wal.durable_len
-            ));
+            let wal = self.wal_summary(id);
+            self.trace(|| format!("before power cut: {state}; WAL {wal}"));
         }
         self.trace(|| format!("node {id} loses power mid-step: {error}"));
         self.crash(id);
@@ -1489,3 +1472,24 @@ pub fn run_for(config: SimConfig, duration_ms: u64) -> SimReport {
 
 #[cfg(test)]
 mod tests;
+
+fn describe_wal_entry(entry: &WalEntry<Ctx>) -> String {
+    let vote = |v: &SignedVote<Ctx>| {
+        format!(
+            "{:?} r{} {:?} by {}",
+            v.vote.vote_type, v.vote.round, v.vote.value, v.vote.validator
+        )
+    };
+    match entry {
+        WalEntry::StartHeight { height, .. } => format!("start h{height}"),
+        WalEntry::Proposal { proposal, valid } => format!(
+            "proposal r{} vr{:?} valid {valid}",
+            proposal.proposal.round, proposal.proposal.valid_round
+        ),
+        WalEntry::Vote(v) => vote(v),
+        WalEntry::ProposeValue { round, .. } => format!("value for r{round}"),
+        WalEntry::Timeout(t) => format!("timeout {:?} r{}", t.kind, t.round),
+        WalEntry::OwnProposal(p) => format!("own proposal r{}", p.proposal.round),
+        WalEntry::OwnVote(v) => format!("own {}", vote(v)),
+    }
+}
