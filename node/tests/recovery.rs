@@ -77,10 +77,7 @@ impl CrashingStore {
             .entries;
         let recorded = entries.iter().any(|entry| match entry {
             WalEntry::OwnVote(v) => {
-                let step = match v.vote.vote_type {
-                    VoteType::Prevote => SignStep::Prevote,
-                    VoteType::Precommit => SignStep::Precommit,
-                };
+                let step = SignStep::from(v.vote.vote_type);
                 (v.vote.height, v.vote.round, step) == (state.height, state.round, state.step)
                     && v.signature == state.signature
             }

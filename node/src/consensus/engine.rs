@@ -200,7 +200,7 @@ impl<C: Context> Engine<C> {
                 }
                 WalEntry::OwnVote(v) => {
                     engine.own.insert(
-                        (v.vote.round, step_of(v.vote.vote_type)),
+                        (v.vote.round, SignStep::from(v.vote.vote_type)),
                         Message::Vote(v.clone()),
                     );
                 }
@@ -546,7 +546,7 @@ impl<C: Context> Engine<C> {
                     )?;
                 }
                 Output::Vote(vote) => {
-                    let key = (vote.round, step_of(vote.vote_type));
+                    let key = (vote.round, SignStep::from(vote.vote_type));
                     let bytes = vote_sign_bytes(&self.chain_id, &vote);
                     let reused = match self.own.get(&key) {
                         Some(Message::Vote(v)) if v.vote == vote => Some(v.signature.clone()),
@@ -701,13 +701,6 @@ impl<C: Context> Engine<C> {
             self.decided = true;
             out.push(EngineOutput::Decided { value, certificate });
         }
-    }
-}
-
-fn step_of(vote_type: VoteType) -> SignStep {
-    match vote_type {
-        VoteType::Prevote => SignStep::Prevote,
-        VoteType::Precommit => SignStep::Precommit,
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use symbiont_contracts::codec;
 
-use super::types::{Context, Height, Round};
+use super::types::{Context, Height, Round, VoteType};
 
 /// The step a signature belongs to, in signing order within a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -18,6 +18,15 @@ pub enum SignStep {
     Proposal,
     Prevote,
     Precommit,
+}
+
+impl From<VoteType> for SignStep {
+    fn from(vote_type: VoteType) -> Self {
+        match vote_type {
+            VoteType::Prevote => SignStep::Prevote,
+            VoteType::Precommit => SignStep::Precommit,
+        }
+    }
 }
 
 /// The last thing signed.
