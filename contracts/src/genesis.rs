@@ -15,6 +15,12 @@ use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::tx::MAX_TX_BYTES;
 
+/// The largest total voting power of the validators. Consensus compares
+/// `3 * power` with `2 * total` in u64-sized arithmetic, so 3 x total must
+/// fit in u64: one bound, checked by genesis, by governance (add node, set
+/// power) and by the consensus validator set.
+pub const MAX_TOTAL_VOTING_POWER: u64 = u64::MAX / 3;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
