@@ -27,6 +27,19 @@ pub enum KeyError {
     BadPublicKeyText(String),
     #[error("not a valid ed25519 public key (not a curve point)")]
     InvalidPublicKey,
+    /// The bytes decompress to a curve point, but that point's one encoding
+    /// (RFC 8032 section 5.1.2) is other bytes: the y coordinate is not
+    /// below p = 2^255 - 19, or x = 0 with the sign bit set. Accepting it
+    /// would give one key two names, and RFC 8032 decoders refuse it.
+    #[error(
+        "public key {key} is not the canonical encoding of its curve point \
+         (the y coordinate must be below 2^255 - 19, and the sign bit clear when x = 0); \
+         that point is written {canonical}"
+    )]
+    NonCanonicalPublicKey {
+        key: PublicKey,
+        canonical: PublicKey,
+    },
     #[error("signature does not verify")]
     BadSignature,
     #[error("not a PKCS#8 PEM ed25519 private key: {0}")]
@@ -108,11 +121,38 @@ pub fn check_key_file_mode(mode: u32) -> Result<(), KeyError> {
 }
 
 impl PublicKey {
-    fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)
+    /// The public key of these 32 bytes, refusing a non-canonical encoding
+    /// of a curve point ([`KeyError::NonCanonicalPublicKey`]). Bytes that
+    /// are no curve point at all pass here (they have no other encoding, so
+    /// they cannot alias another key); [`PublicKey::validate`] and
+    /// [`PublicKey::verify`] refuse them. Every way in (the text form, serde
+    /// in both forms) goes through this check.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        let key = PublicKey(bytes);
+        match key.verifying_key() {
+            Ok(_) | Err(KeyError::InvalidPublicKey) => Ok(key),
+            Err(error) => Err(error),
+        }
     }
 
-    /// Whether these bytes are a usable public key (a valid, non-small-order point).
+    /// The decompressed key. Refuses bytes that are not a curve point, and
+    /// non-canonical encodings (a `PublicKey` built directly from its public
+    /// field has skipped [`PublicKey::from_bytes`]).
+    fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
+        // Compressing the decompressed point gives its one encoding.
+        let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
+        if canonical != *self {
+            return Err(KeyError::NonCanonicalPublicKey {
+                key: *self,
+                canonical,
+            });
+        }
+        Ok(key)
+    }
+
+    /// Whether these bytes are a usable public key: the canonical encoding
+    /// of a curve point that is not of small order.
     pub fn validate(&self) -> Result<(), KeyError> {
         let key = self.verifying_key()?;
         if key.is_weak() {
@@ -122,7 +162,7 @@ impl PublicKey {
     }
 
     /// Strict RFC 8032 verification (`verify_strict`): rejects small-order
-    /// keys and non-canonical signatures. This is the ledger's validity
+    /// keys, non-canonical key encodings and non-canonical signatures. This is the ledger's validity
     /// rule; every node and the auditor decide with it.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
         let key = self.verifying_key()?;
@@ -206,7 +246,7 @@ impl FromStr for PublicKey {
         }
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(digits, &mut bytes).map_err(|_| bad())?;
-        Ok(PublicKey(bytes))
+        PublicKey::from_bytes(bytes)
     }
 }
 
@@ -226,7 +266,10 @@ impl<'de> Deserialize<'de> for PublicKey {
             let text = String::deserialize(deserializer)?;
             text.parse().map_err(serde::de::Error::custom)
         } else {
-            Ok(PublicKey(<[u8; 32]>::deserialize(deserializer)?))
+            // In the canonical codec this surfaces as `CodecError::Malformed`
+            // with the key error's text.
+            PublicKey::from_bytes(<[u8; 32]>::deserialize(deserializer)?)
+                .map_err(serde::de::Error::custom)
         }
     }
 }

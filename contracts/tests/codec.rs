@@ -7,7 +7,7 @@ use support::Bytes;
 use symbiont_contracts::codec::{self, CodecError, MAX_DECODE_BYTES};
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::keys::{PublicKey, Signature};
-use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxError, TxKind};
 
 #[test]
 fn integers_are_fixed_width_little_endian() {
@@ -292,4 +292,48 @@ fn rejects_maps_out_of_order_or_repeated() {
         codec::decode::<BTreeMap<String, u16>>(&repeated),
         Err(CodecError::NonCanonical)
     );
+}
+
+/// y = p + 3 (p = 2^255 - 19): a non-canonical encoding of the point
+/// y = 3, which the old decoder took as a key distinct from `03 00 .. 00`.
+fn non_canonical_key() -> PublicKey {
+    let mut bytes = [0xff; 32];
+    bytes[0] = 0xf0;
+    bytes[31] = 0x7f;
+    PublicKey(bytes)
+}
+
+fn is_non_canonical_key_error(error: &CodecError) -> bool {
+    matches!(error, CodecError::Malformed { detail } if detail.contains("not the canonical encoding"))
+}
+
+#[test]
+fn non_canonical_keys_are_refused_in_transactions_and_genesis() {
+    // As the signer of a transaction: `malformed`, before any signature check.
+    let tx = SignedTx {
+        body: sample_body(),
+        signer: non_canonical_key(),
+        signature: Signature([0x22; 64]),
+    };
+    let error = SignedTx::from_bytes(&tx.to_bytes()).unwrap_err();
+    assert_eq!(error.code(), "malformed");
+    assert!(
+        matches!(&error, TxError::Malformed(e) if is_non_canonical_key_error(e)),
+        "{error:?}"
+    );
+    // As a key inside the body.
+    let mut body = sample_body();
+    body.kind = TxKind::AuthorizeKey {
+        firm: "gyproc".into(),
+        key: non_canonical_key(),
+        role: KeyRole::Operator,
+    };
+    let error = codec::decode::<TxBody>(&codec::encode(&body)).unwrap_err();
+    assert!(is_non_canonical_key_error(&error), "{error:?}");
+    // As a firm's admin key in a genesis.
+    let mut genesis =
+        Genesis::from_toml(include_str!("../../deploy/genesis/kalundborg.toml")).unwrap();
+    genesis.firms[0].admin_key = non_canonical_key();
+    let error = codec::decode::<Genesis>(&codec::encode(&genesis)).unwrap_err();
+    assert!(is_non_canonical_key_error(&error), "{error:?}");
 }

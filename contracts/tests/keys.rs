@@ -1,5 +1,6 @@
 //! Keys: RFC 8032 vectors, PEM files, text form, PeerIds.
 
+use symbiont_contracts::codec::{self, CodecError};
 use symbiont_contracts::keys::{
     KeyError, Keypair, PublicKey, Signature, check_key_file_mode, verify_batch,
 };
@@ -159,4 +160,120 @@ fn batch_verification_names_the_bad_signatures() {
     items[2].2.0[0] ^= 1;
     items[6].1 = keypairs[0].public();
     assert_eq!(verify_batch(&items), Err(vec![2, 6]));
+}
+
+/// Non-canonical encodings of curve points, each with the point's one
+/// (canonical) encoding. `PublicKey` bytes are little-endian y with the
+/// sign of x in the top bit; p = 2^255 - 19 is `ed ff .. ff 7f`.
+fn non_canonical_keys() -> Vec<([u8; 32], [u8; 32])> {
+    // y = p + k, written with the sign bit `sign`: the point y = k.
+    let above_p = |k: u8, sign: u8| {
+        let mut bytes = [0xff; 32];
+        bytes[0] = 0xed + k;
+        bytes[31] = 0x7f | sign;
+        let mut canonical = [0; 32];
+        canonical[0] = k;
+        canonical[31] = sign;
+        (bytes, canonical)
+    };
+    // x = 0 with the sign bit set: y = 1 (the identity), y = p - 1.
+    let mut identity = [0; 32];
+    identity[0] = 1;
+    let mut identity_signed = identity;
+    identity_signed[31] = 0x80;
+    let mut minus_one = [0xff; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    let mut minus_one_signed = minus_one;
+    minus_one_signed[31] = 0xff;
+    vec![
+        // y = 3 is a point of large order: the old code accepted both
+        // encodings as two different, valid keys.
+        above_p(3, 0),
+        above_p(3, 0x80),
+        above_p(0, 0),
+        (above_p(1, 0).0, identity),
+        (identity_signed, identity),
+        (minus_one_signed, minus_one),
+    ]
+}
+
+#[test]
+fn non_canonical_public_keys_are_refused_everywhere() {
+    for (bytes, canonical) in non_canonical_keys() {
+        let error = KeyError::NonCanonicalPublicKey {
+            key: PublicKey(bytes),
+            canonical: PublicKey(canonical),
+        };
+        let refusal = Err(error.clone());
+        assert_eq!(PublicKey::from_bytes(bytes), refusal);
+        assert_eq!(PublicKey::from_bytes(canonical), Ok(PublicKey(canonical)));
+        // The text form.
+        let text = format!("ed25519:{}", hex::encode(bytes));
+        assert_eq!(text.parse::<PublicKey>(), refusal, "{text}");
+        // The canonical codec, alone and inside a transaction.
+        let decoded = codec::decode::<PublicKey>(&bytes);
+        assert!(
+            matches!(&decoded, Err(CodecError::Malformed { detail })
+                if detail.contains("not the canonical encoding")
+                    && detail.contains(&hex::encode(canonical))),
+            "{decoded:?}"
+        );
+        // A `PublicKey` built from the field skips `from_bytes`: using it
+        // still refuses it.
+        assert_eq!(PublicKey(bytes).validate(), Err(error.clone()));
+        assert_eq!(
+            PublicKey(bytes).verify(b"m", &Signature([0; 64])),
+            Err(error)
+        );
+        assert_eq!(
+            verify_batch(&[(b"m", PublicKey(bytes), Signature([0; 64]))]),
+            Err(vec![0])
+        );
+    }
+    // Bytes that are no point at all have no other encoding: they decode,
+    // and are refused as unusable when used.
+    let mut off_curve = [0u8; 32];
+    off_curve[0] = 2;
+    assert_eq!(PublicKey::from_bytes(off_curve), Ok(PublicKey(off_curve)));
+    assert_eq!(
+        codec::decode::<PublicKey>(&off_curve),
+        Ok(PublicKey(off_curve))
+    );
+}
+
+#[test]
+fn non_canonical_key_message_names_both_encodings() {
+    let (bytes, canonical) = non_canonical_keys()[0];
+    let message = PublicKey::from_bytes(bytes).unwrap_err().to_string();
+    assert!(message.contains(&hex::encode(bytes)), "{message}");
+    assert!(message.contains(&hex::encode(canonical)), "{message}");
+    assert!(message.contains("2^255 - 19"), "{message}");
+}
+
+#[test]
+fn pkcs8_with_a_non_canonical_public_key_is_refused() {
+    // PKCS#8 v2 may carry the public key; it must be the seed's, byte for
+    // byte, so a non-canonical encoding of it is refused.
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, KeypairBytes, PublicKeyBytes};
+    let seed = [9; 32];
+    let with_public = |public: [u8; 32]| {
+        KeypairBytes {
+            secret_key: seed,
+            public_key: Some(PublicKeyBytes(public)),
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .unwrap()
+        .to_string()
+    };
+    let public = Keypair::from_seed(seed).public();
+    let accepted = Keypair::from_pkcs8_pem(&with_public(public.0)).unwrap();
+    assert_eq!(accepted.public(), public);
+    for (bytes, _) in non_canonical_keys() {
+        assert!(matches!(
+            Keypair::from_pkcs8_pem(&with_public(bytes)),
+            Err(KeyError::BadPrivateKeyFile(_))
+        ));
+    }
 }
