@@ -162,8 +162,11 @@ pub enum GenesisError {
     ZeroPower { node: String },
     #[error("node {node:?} is not a validator but has voting power {power}")]
     PowerWithoutValidator { node: String, power: u64 },
-    #[error("total voting power overflows u64")]
-    PowerOverflow,
+    #[error(
+        "total voting power of the validators is {total}, above the maximum of \
+         {MAX_TOTAL_VOTING_POWER} (u64::MAX / 3: consensus needs 3 x total to fit in a u64)"
+    )]
+    TotalPowerTooLarge { total: u128 },
     #[error("no validator: at least one node needs `validator = true`")]
     NoValidators,
     #[error("no {what}: genesis needs at least one")]
@@ -191,8 +194,9 @@ impl Genesis {
         self.nodes.iter().filter(|node| node.validator)
     }
 
+    /// The validators' total voting power; at most
+    /// [`MAX_TOTAL_VOTING_POWER`] once validated.
     pub fn total_power(&self) -> u64 {
-        // Validated not to overflow.
         self.validators().map(|node| node.power).sum()
     }
 
@@ -265,7 +269,8 @@ impl Genesis {
 
     fn validate_nodes(&self) -> Result<(), GenesisError> {
         check_unique_ids("node", self.nodes.iter().map(|node| node.id.as_str()))?;
-        let mut total: u64 = 0;
+        // u128 cannot overflow: it would take 2^64 nodes.
+        let mut total: u128 = 0;
         for node in &self.nodes {
             check_text_id("node id", &node.id, 32)?;
             check_name("node site", &node.site)?;
@@ -289,12 +294,13 @@ impl Genesis {
                 }
                 _ => {}
             }
-            total = total
-                .checked_add(node.power)
-                .ok_or(GenesisError::PowerOverflow)?;
+            total += u128::from(node.power);
         }
         if total == 0 {
             return Err(GenesisError::NoValidators);
+        }
+        if total > u128::from(MAX_TOTAL_VOTING_POWER) {
+            return Err(GenesisError::TotalPowerTooLarge { total });
         }
         Ok(())
     }

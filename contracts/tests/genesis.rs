@@ -1,6 +1,6 @@
 //! Genesis: the example park, every validation error, hash stability.
 
-use symbiont_contracts::genesis::{Genesis, GenesisError, Unit};
+use symbiont_contracts::genesis::{Genesis, GenesisError, MAX_TOTAL_VOTING_POWER, Unit};
 use symbiont_contracts::keys::Keypair;
 
 const KALUNDBORG: &str = include_str!("../../deploy/genesis/kalundborg.toml");
@@ -197,20 +197,38 @@ fn zero_power_and_power_without_validator() {
     });
 }
 
-#[test]
-fn power_overflow() {
-    let text = minimal().replace("power = 5", &format!("power = {}", i64::MAX))
+/// `minimal()` with validator powers `a` (node-a) and `b` (a new node-c).
+fn with_powers(a: u64, b: u64) -> String {
+    minimal().replace("power = 5", &format!("power = {a}"))
         + &format!(
-            "\n[[nodes]]\nid = \"node-c\"\nfirm = \"plant-a\"\nsite = \"C\"\nkey = \"{}\"\nvalidator = true\npower = {}\n",
+            "\n[[nodes]]\nid = \"node-c\"\nfirm = \"plant-a\"\nsite = \"C\"\nkey = \"{}\"\nvalidator = true\npower = {b}\n",
             key(5),
-            i64::MAX
         )
-        + &format!(
-            "\n[[nodes]]\nid = \"node-d\"\nfirm = \"plant-a\"\nsite = \"D\"\nkey = \"{}\"\nvalidator = true\npower = {}\n",
-            key(6),
-            i64::MAX
-        );
-    expect_error(text, |e| matches!(e, GenesisError::PowerOverflow));
+}
+
+#[test]
+fn total_power_is_at_most_max_total_voting_power() {
+    // The largest total consensus can count with (3 x total fits in u64).
+    let half = MAX_TOTAL_VOTING_POWER / 2;
+    let max = with_powers(half, MAX_TOTAL_VOTING_POWER - half);
+    assert_eq!(check(&max).unwrap().total_power(), MAX_TOTAL_VOTING_POWER);
+    // One more is refused, although it fits in a u64.
+    let over = with_powers(half, MAX_TOTAL_VOTING_POWER - half + 1);
+    let total = u128::from(MAX_TOTAL_VOTING_POWER) + 1;
+    expect_error(
+        over.clone(),
+        |e| matches!(e, GenesisError::TotalPowerTooLarge { total: t } if *t == total),
+    );
+    let message = check(&over).unwrap_err().to_string();
+    assert!(
+        message.contains(&MAX_TOTAL_VOTING_POWER.to_string()) && message.contains("u64::MAX / 3"),
+        "{message}"
+    );
+    // Beyond u64 too: the total is exact, not wrapped.
+    expect_error(
+        with_powers(u64::MAX, u64::MAX),
+        |e| matches!(e, GenesisError::TotalPowerTooLarge { total } if *total == 2 * u128::from(u64::MAX)),
+    );
 }
 
 #[test]
