@@ -24,7 +24,8 @@ pub const MAX_TOTAL_VOTING_POWER: u64 = u64::MAX / 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
-    /// Lowercase letters, digits and `-`; signed into every transaction.
+    /// 1 to 64 lowercase ASCII letters, digits, `-` and `_`, starting with a
+    /// letter or digit; signed into every transaction.
     pub chain_id: String,
     /// Time of the chain's start, milliseconds since the Unix epoch (UTC).
     /// The first block's time must be later.
@@ -144,7 +145,7 @@ pub enum GenesisError {
     InvalidField {
         what: &'static str,
         value: String,
-        rule: &'static str,
+        rule: String,
     },
     #[error("duplicate {what} id {id:?}")]
     DuplicateId { what: &'static str, id: String },
@@ -216,14 +217,14 @@ impl Genesis {
             return Err(GenesisError::InvalidField {
                 what: "currency code",
                 value: code.clone(),
-                rule: "three uppercase letters (ISO 4217)",
+                rule: "must be three uppercase ASCII letters A-Z (ISO 4217)".into(),
             });
         }
         if self.currency.minor_units > 4 {
             return Err(GenesisError::InvalidField {
                 what: "currency minor_units",
                 value: self.currency.minor_units.to_string(),
-                rule: "at most 4 decimal places",
+                rule: "must be at most 4 (decimal places)".into(),
             });
         }
         Ok(())
@@ -235,7 +236,8 @@ impl Genesis {
             ("timeout_propose_ms", params.timeout_propose_ms),
             ("timeout_prevote_ms", params.timeout_prevote_ms),
             ("timeout_precommit_ms", params.timeout_precommit_ms),
-            ("max_block_txs", params.max_block_txs as u64),
+            ("timeout_delta_ms", params.timeout_delta_ms),
+            ("max_block_txs", u64::from(params.max_block_txs)),
             ("max_clock_drift_ms", params.max_clock_drift_ms),
         ];
         for (name, value) in positive {
@@ -373,8 +375,8 @@ fn check_unique_ids<'a>(
     Ok(())
 }
 
-/// Ids: 1 to `max_len` of lowercase ASCII letters, digits, `-` and `_`,
-/// starting with a letter or digit.
+/// Ids: 1 to `max_len` bytes of lowercase ASCII letters, digits, `-` and
+/// `_`, starting with a letter or digit.
 fn check_text_id(what: &'static str, value: &str, max_len: usize) -> Result<(), GenesisError> {
     let ok = !value.is_empty()
         && value.len() <= max_len
@@ -388,18 +390,32 @@ fn check_text_id(what: &'static str, value: &str, max_len: usize) -> Result<(), 
         Err(GenesisError::InvalidField {
             what,
             value: value.to_string(),
-            rule: "lowercase letters, digits, '-' or '_', starting with a letter or digit, not too long",
+            rule: format!(
+                "must be 1 to {max_len} characters, each a lowercase ASCII letter a-z, \
+                 a digit 0-9, '-' or '_', the first a letter or digit"
+            ),
         })
     }
 }
 
-/// Display names: 1 to 128 bytes, no control characters.
+/// The longest name or site, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Names and sites: at least one character that is not whitespace (so a
+/// name is never blank on a statement), at most [`MAX_NAME_BYTES`] bytes,
+/// no control characters. "Whitespace" and "control" are Unicode's
+/// `White_Space` property and general category `Cc`, as `char::is_whitespace`
+/// and `char::is_control` define them.
 fn check_name(what: &'static str, value: &str) -> Result<(), GenesisError> {
-    if value.trim().is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+    let blank = value.chars().all(char::is_whitespace);
+    if blank || value.len() > MAX_NAME_BYTES || value.chars().any(char::is_control) {
         return Err(GenesisError::InvalidField {
             what,
             value: value.to_string(),
-            rule: "1 to 128 bytes of text without control characters",
+            rule: format!(
+                "must contain a non-whitespace character, be at most {MAX_NAME_BYTES} bytes, \
+                 and contain no control characters"
+            ),
         });
     }
     Ok(())
@@ -424,7 +440,10 @@ pub fn check_ewc_code(code: &str) -> Result<(), GenesisError> {
         Err(GenesisError::InvalidField {
             what: "EWC code",
             value: code.to_string(),
-            rule: "three pairs of digits separated by spaces, e.g. \"10 01 05\", optionally ending in '*'",
+            rule:
+                "must be three pairs of digits 0-9 separated by single spaces, e.g. \"10 01 05\", \
+                   optionally followed directly by '*' (hazardous)"
+                    .into(),
         })
     }
 }

@@ -362,3 +362,105 @@ fn no_firms() {
     );
     expect_error(text, |e| matches!(e, GenesisError::Empty { what: "firm" }));
 }
+
+#[test]
+fn every_timeout_must_be_above_zero() {
+    for name in [
+        "timeout_propose_ms",
+        "timeout_prevote_ms",
+        "timeout_precommit_ms",
+        "timeout_delta_ms",
+        "max_clock_drift_ms",
+        "max_block_txs",
+    ] {
+        let text = minimal();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} = ")))
+            .unwrap();
+        let zero = text.replace(line, &format!("{name} = 0"));
+        expect_error(
+            zero.clone(),
+            |e| matches!(e, GenesisError::BadParameter { name: n, .. } if *n == name),
+        );
+        let message = check(&zero).unwrap_err().to_string();
+        assert!(
+            message.contains(name) && message.contains("must be above 0"),
+            "{message}"
+        );
+    }
+}
+
+/// The rule for names and sites, as the doc and the error message state it.
+const NAME_RULE: &str = "must contain a non-whitespace character, be at most 128 bytes, \
+                         and contain no control characters";
+
+#[test]
+fn names_and_sites_follow_the_stated_rule() {
+    let cases = [
+        ("name = \"Plant A\"", "name = \"{}\"", "firm name"),
+        ("site = \"Site A\"", "site = \"{}\"", "node site"),
+        ("name = \"Steam\"", "name = \"{}\"", "resource kind name"),
+    ];
+    for (original, template, what) in cases {
+        let with = |value: &str| minimal().replace(original, &template.replace("{}", value));
+        for bad in [
+            "",
+            " ",
+            "\\t \\u00a0",
+            "Plant\\nA",
+            "Plant\\u007fA",
+            &"x".repeat(129),
+        ] {
+            let text = with(bad);
+            expect_error(
+                text.clone(),
+                |e| matches!(e, GenesisError::InvalidField { what: w, .. } if *w == what),
+            );
+            let message = check(&text).unwrap_err().to_string();
+            assert!(message.contains(NAME_RULE), "{message}");
+        }
+        // At the limits: one non-blank character, 128 bytes (here 64 two-byte
+        // characters), inner spaces.
+        for good in [" x ", &"x".repeat(128), &"ø".repeat(64), "Plant  A"] {
+            check(&with(good)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn id_rule_states_the_length() {
+    let long_chain = "c".repeat(65);
+    let message = check(&minimal().replace("test-park", &long_chain))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("must be 1 to 64 characters, each a lowercase"),
+        "{message}"
+    );
+    check(&minimal().replace("test-park", &"c".repeat(64))).unwrap();
+    let long_id = "n".repeat(33);
+    let message = check(&minimal().replace("\"node-b\"", &format!("\"{long_id}\"")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("must be 1 to 32 characters, each a lowercase"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_key_cannot_appear_twice_under_two_encodings() {
+    // y = 3 written canonically, and as y = p + 3 (p = 2^255 - 19).
+    let canonical = format!("ed25519:03{}", "00".repeat(31));
+    let aliased = format!("ed25519:f0{}7f", "ff".repeat(30));
+    let both = minimal()
+        .replace(&key(2), &canonical)
+        .replace(&key(4), &aliased);
+    expect_error(
+        both,
+        |e| matches!(e, GenesisError::Parse(m) if m.contains("not the canonical encoding") && m.contains(&canonical)),
+    );
+    // The canonical one alone is a usable key.
+    check(&minimal().replace(&key(2), &canonical)).unwrap();
+}
