@@ -7,6 +7,8 @@ use clap::Subcommand;
 use serde::Serialize;
 use symbiont_contracts::Genesis;
 
+use crate::output::outln;
+
 #[derive(Subcommand)]
 pub enum GenesisCommand {
     /// Parse and validate a genesis TOML file; print its hash and a summary.
@@ -51,9 +53,9 @@ pub fn run(command: GenesisCommand) -> Result<()> {
                 genesis: &genesis,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print_table(&report);
+                print_table(&report)?;
             }
             Ok(())
         }
@@ -65,23 +67,24 @@ fn quorum(total: u64) -> u64 {
     ((total as u128 * 2) / 3 + 1) as u64
 }
 
-fn print_table(report: &Report) {
+fn print_table(report: &Report) -> std::io::Result<()> {
     let genesis = report.genesis;
-    println!("genesis      {}  (valid)", report.file);
-    println!("hash         {}", report.genesis_hash);
-    println!("chain id     {}", genesis.chain_id);
-    println!(
+    outln!("genesis      {}  (valid)", report.file)?;
+    outln!("hash         {}", report.genesis_hash)?;
+    outln!("chain id     {}", genesis.chain_id)?;
+    outln!(
         "currency     {} ({} decimal places)",
-        genesis.currency.code, genesis.currency.minor_units
-    );
-    println!(
+        genesis.currency.code,
+        genesis.currency.minor_units
+    )?;
+    outln!(
         "validators   {} of {} nodes, total power {}, quorum {}",
         report.validators,
         genesis.nodes.len(),
         report.total_power,
         report.quorum_power
-    );
-    println!();
+    )?;
+    outln!()?;
     let names: Vec<String> = genesis
         .firms
         .iter()
@@ -99,24 +102,28 @@ fn print_table(report: &Report) {
         .max()
         .unwrap_or(0)
         .max(4);
-    println!("{:<20} {:<width$}  ADMIN KEY", "FIRM", "NAME");
+    outln!("{:<20} {:<width$}  ADMIN KEY", "FIRM", "NAME")?;
     for (firm, name) in genesis.firms.iter().zip(&names) {
-        println!("{:<20} {:<width$}  {}", firm.id, name, firm.admin_key);
+        outln!("{:<20} {:<width$}  {}", firm.id, name, firm.admin_key)?;
     }
-    println!();
-    println!("NODE                 FIRM                 VALIDATOR  POWER  SITE");
+    outln!()?;
+    outln!("NODE                 FIRM                 VALIDATOR  POWER  SITE")?;
     for node in &genesis.nodes {
         let validator = if node.validator { "yes" } else { "no" };
-        println!(
+        outln!(
             "{:<20} {:<20} {:<10} {:>5}  {}",
-            node.id, node.firm, validator, node.power, node.site
-        );
+            node.id,
+            node.firm,
+            validator,
+            node.power,
+            node.site
+        )?;
     }
-    println!();
-    println!("RESOURCE KIND        UNIT  CO2e g/UNIT  CLASS       EWC        NAME");
+    outln!()?;
+    outln!("RESOURCE KIND        UNIT  CO2e g/UNIT  CLASS       EWC        NAME")?;
     for kind in &genesis.resource_kinds {
         let class = if kind.waste { "waste" } else { "by-product" };
-        println!(
+        outln!(
             "{:<20} {:<5} {:>11}  {:<11} {:<10} {}",
             kind.id,
             kind.unit.symbol(),
@@ -124,6 +131,7 @@ fn print_table(report: &Report) {
             class,
             kind.ewc_code.as_deref().unwrap_or("-"),
             kind.name
-        );
+        )?;
     }
+    Ok(())
 }

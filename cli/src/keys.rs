@@ -8,6 +8,7 @@ use serde::Serialize;
 use symbiont_contracts::keys::Keypair;
 
 use crate::keyfile;
+use crate::output::outln;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -69,11 +70,11 @@ fn info(path: &std::path::Path, keypair: &Keypair) -> KeyInfo {
 
 fn print(info: &KeyInfo, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(info)?);
+        outln!("{}", serde_json::to_string_pretty(info)?)?;
     } else {
-        println!("file        {}", info.file);
-        println!("public key  {}", info.public_key);
-        println!("peer id     {}", info.peer_id);
+        outln!("file        {}", info.file)?;
+        outln!("public key  {}", info.public_key)?;
+        outln!("peer id     {}", info.peer_id)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod genesis;
 mod keyfile;
 mod keys;
+mod output;
 mod preview;
 
 /// Symbiont: a permissioned ledger on which the firms of an industrial park
@@ -33,17 +34,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Help and usage errors: clap prints them and exits, ignoring a closed pipe.
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keys(command) => keys::run(command),
         Command::Genesis(command) => genesis::run(command),
         Command::Preview(command) => preview::run(command),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    output::exit_code(result.and_then(|()| Ok(output::flush()?)))
 }

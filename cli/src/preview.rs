@@ -14,6 +14,8 @@ use serde::Serialize;
 use symbiont_contracts::pool;
 use symbiont_contracts::settlement::{self, Readings, SettlementTerms, Statement};
 
+use crate::output::outln;
+
 #[derive(Subcommand)]
 pub enum PreviewCommand {
     /// Settle one period of a contract and print its statement.
@@ -80,9 +82,9 @@ pub fn run(command: PreviewCommand) -> Result<()> {
             };
             let statement = settlement::settle(&terms, &readings)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&statement)?);
+                outln!("{}", serde_json::to_string_pretty(&statement)?)?;
             } else {
-                print_statement(&statement);
+                print_statement(&statement)?;
             }
             Ok(())
         }
@@ -93,12 +95,12 @@ pub fn run(command: PreviewCommand) -> Result<()> {
             let shares = pool::split(amount, &sharing)?.into_iter().collect();
             let report = SplitReport { amount, shares };
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
                 for (member, share) in &report.shares {
-                    println!("{member:<24} {:>6} bp  {share:>20}", sharing[member]);
+                    outln!("{member:<24} {:>6} bp  {share:>20}", sharing[member])?;
                 }
-                println!("{:<24} {:>6} bp  {amount:>20}", "total", 10_000);
+                outln!("{:<24} {:>6} bp  {amount:>20}", "total", 10_000)?;
             }
             Ok(())
         }
@@ -109,7 +111,7 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn print_statement(s: &Statement) {
+fn print_statement(s: &Statement) -> std::io::Result<()> {
     let rows: [(&str, String); 13] = [
         ("availability (A)", s.availability.to_string()),
         ("delivered (D)", s.delivered.to_string()),
@@ -153,6 +155,7 @@ fn print_statement(s: &Statement) {
         ),
     ];
     for (name, value) in rows {
-        println!("{name:<28} {value}");
+        outln!("{name:<28} {value}")?;
     }
+    Ok(())
 }
