@@ -44,6 +44,10 @@ pub enum AppError {
     NodeExists(String),
     #[error("unknown resource kind {0:?}")]
     UnknownKind(String),
+    #[error(
+        "total voting power would be {total}, more than {max}: consensus counts 3 x the total in a u64"
+    )]
+    TotalPowerTooLarge { total: u128, max: u64 },
     #[error("resource kind {0:?} already exists")]
     KindExists(String),
     #[error("unknown proposal {0}")]
@@ -154,6 +158,7 @@ impl AppError {
             E::CannotRevokeAdmin => "cannot_revoke_admin",
             E::UnknownNode(_) => "unknown_node",
             E::NodeExists(_) => "node_exists",
+            E::TotalPowerTooLarge { .. } => "total_power_too_large",
             E::UnknownKind(_) => "unknown_kind",
             E::KindExists(_) => "kind_exists",
             E::UnknownProposal(_) => "unknown_proposal",

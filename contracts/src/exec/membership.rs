@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::{AppError, AppResult, Ctx, MAX_QUALITY_FIELDS, Params, check_id, check_text, firm};
-use crate::genesis::{Firm, Node, ResourceKind, check_ewc_code};
+use crate::genesis::{Firm, MAX_TOTAL_VOTING_POWER, Node, ResourceKind, check_ewc_code};
 use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::kinds::GovAction;
-use crate::numbers::Overflow;
 use crate::state::{self, Key, KeyRecord, Licence, Proposal, ProposalStatus, Role, State};
 use crate::tx::{KeyRole, MAX_TX_BYTES};
 
@@ -232,6 +231,20 @@ pub(super) fn register_kind(state: &mut State, kind: &ResourceKind) -> AppResult
     Ok(())
 }
 
+/// Consensus counts votes as 3 x power, so the total power of the nodes
+/// may not exceed [`MAX_TOTAL_VOTING_POWER`] (u64::MAX / 3), the bound
+/// genesis holds too.
+fn check_total_power(nodes: &[Node]) -> AppResult {
+    let total: u128 = nodes.iter().map(|n| n.power as u128).sum();
+    if total > MAX_TOTAL_VOTING_POWER as u128 {
+        return Err(AppError::TotalPowerTooLarge {
+            total,
+            max: MAX_TOTAL_VOTING_POWER,
+        });
+    }
+    Ok(())
+}
+
 /// Apply a governance action that has passed.
 pub(super) fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
     match action {
@@ -297,6 +310,9 @@ pub(super) fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
                     rule: "a validator has power above 0, other nodes 0",
                 });
             }
+            let mut all = nodes(state);
+            all.push(node.clone());
+            check_total_power(&all)?;
             state.put(&Key::Node(node.id.clone()), node);
         }
         GovAction::RemoveNode { id } => {
@@ -328,11 +344,7 @@ pub(super) fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
                     rule: "at least one validator must remain",
                 });
             }
-            all.iter()
-                .try_fold(0u64, |sum, n| sum.checked_add(n.power))
-                .ok_or(Overflow {
-                    what: "total voting power",
-                })?;
+            check_total_power(&all)?;
             state.put(&Key::Node(node.clone()), &updated);
         }
         GovAction::SetConsensus(params) => {

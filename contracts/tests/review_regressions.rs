@@ -1,0 +1,86 @@
+//! Regressions of the defects an outside review found. Each test fails on
+//! the code before its fix. They name errors by their receipt codes and use
+//! only transaction kinds that existed before the fixes, so they also build
+//! against that code (which is how they were checked to fail there).
+
+mod app_support;
+
+use app_support::*;
+use symbiont_contracts::exec;
+use symbiont_contracts::genesis::{MAX_TOTAL_VOTING_POWER, Node};
+use symbiont_contracts::tx::{GovAction, TxKind};
+
+// --- governance bounds total power by what consensus can count -------------
+
+/// Propose `action` (power) and vote for it (pharma, city); hub's vote
+/// would make it pass. Returns hub's vote.
+fn all_but_the_last_vote(park: &mut Park, action: GovAction) -> TxKind {
+    let expires_ms = park.time_ms + DAY;
+    let proposal = park.ok("power", TxKind::Propose { action, expires_ms });
+    for voter in ["pharma", "city"] {
+        park.ok(
+            voter,
+            TxKind::Vote {
+                proposal,
+                approve: true,
+            },
+        );
+    }
+    TxKind::Vote {
+        proposal,
+        approve: true,
+    }
+}
+
+#[test]
+fn set_power_accepts_exactly_the_largest_total_and_refuses_one_more() {
+    let mut park = Park::new();
+    // Four validators of power 1: n-power at max - 3 makes the total max.
+    let vote = all_but_the_last_vote(
+        &mut park,
+        GovAction::SetPower {
+            node: "n-power".into(),
+            power: MAX_TOTAL_VOTING_POWER - 3,
+        },
+    );
+    park.ok("hub", vote);
+    let total: u128 = exec::current_nodes(&park.state)
+        .iter()
+        .map(|n| n.power as u128)
+        .sum();
+    assert_eq!(total, MAX_TOTAL_VOTING_POWER as u128);
+    let vote = all_but_the_last_vote(
+        &mut park,
+        GovAction::SetPower {
+            node: "n-pharma".into(),
+            power: 2,
+        },
+    );
+    park.rejected_code("hub", vote, "total_power_too_large");
+}
+
+#[test]
+fn add_node_accepts_exactly_the_largest_total_and_refuses_one_more() {
+    let mut park = Park::new();
+    let node = |id: &str, power| Node {
+        id: id.into(),
+        firm: "hub".into(),
+        site: "Hub office".into(),
+        key: public(&format!("{id}-node")),
+        validator: true,
+        power,
+    };
+    // Four validators of power 1 already.
+    let vote = all_but_the_last_vote(
+        &mut park,
+        GovAction::AddNode(node("n-hub", MAX_TOTAL_VOTING_POWER - 4)),
+    );
+    park.ok("hub", vote);
+    let vote = all_but_the_last_vote(&mut park, GovAction::AddNode(node("n-hub-2", 1)));
+    park.rejected_code("hub", vote, "total_power_too_large");
+    assert!(
+        !park
+            .state
+            .contains(&symbiont_contracts::state::Key::Node("n-hub-2".into()))
+    );
+}
