@@ -1277,6 +1277,34 @@ fn metering_and_settlement_rejections() {
         settle(0),
         AppError::WrongParty("plaster".into()),
     );
+    // Before metering closes, a period settles only with every reading in.
+    park.rejected(
+        "pharma-op",
+        settle(0),
+        AppError::ReadingsMissing {
+            period: 0,
+            missing: vec!["availability", "check"],
+            closed_ms: start + 2 * HOUR,
+        },
+    );
+    park.ok("power-op", availability(0, 95_000));
+    park.rejected(
+        "pharma-op",
+        settle(0),
+        AppError::ReadingsMissing {
+            period: 0,
+            missing: vec!["check"],
+            closed_ms: start + 2 * HOUR,
+        },
+    );
+    park.ok(
+        "power-check",
+        TxKind::RecordCheck {
+            contract: id,
+            period: 0,
+            quantity: 90_000,
+        },
+    );
     park.ok("pharma-op", settle(0));
     park.rejected(
         "power-op",
@@ -1288,7 +1316,18 @@ fn metering_and_settlement_rejections() {
         availability(0, 1),
         AppError::PeriodAlreadySettled { period: 0 },
     );
-    // Metering of a period closes one period length after its end.
+    // Metering of a period closes one period length after its end; until
+    // then a period with readings missing does not settle.
+    park.advance_to(start + 2 * HOUR);
+    park.rejected(
+        "power-op",
+        settle(1),
+        AppError::ReadingsMissing {
+            period: 1,
+            missing: vec!["availability", "billing", "check"],
+            closed_ms: start + 3 * HOUR,
+        },
+    );
     park.advance_to(start + 3 * HOUR);
     park.rejected(
         "power-op",
@@ -1366,7 +1405,7 @@ fn a_dispute_resolved_after_settlement_journals_the_adjustment() {
     let start = park.time_ms + HOUR;
     let id = signed_contract(&mut park, steam_terms(start));
     park.advance_to(start);
-    meter(&mut park, id, 0, 100_000, 100_000, None);
+    meter(&mut park, id, 0, 100_000, 100_000, Some(100_000));
     park.advance_to(start + HOUR);
     park.ok(
         "power-op",
@@ -1653,7 +1692,7 @@ fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
     terms.gain_pool = Some(pool);
     let id = signed_contract(&mut park, terms);
     park.advance_to(start);
-    meter(&mut park, id, 0, 100_000, 100_000, None);
+    meter(&mut park, id, 0, 100_000, 100_000, Some(100_000));
     park.advance_to(start + HOUR);
     park.ok(
         "pharma-op",

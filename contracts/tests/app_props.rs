@@ -289,6 +289,10 @@ fn the_random_workload_does_settle_and_clear_obligations() {
             period: 0,
             quantity: 90_000,
         },
+        Op::Check {
+            period: 0,
+            quantity: 90_000,
+        },
         Op::PoolPost {
             member: 0,
             period: 0,

@@ -10,6 +10,53 @@ use symbiont_contracts::exec;
 use symbiont_contracts::genesis::{MAX_TOTAL_VOTING_POWER, Node};
 use symbiont_contracts::tx::{GovAction, TxKind};
 
+// --- settling early shuts the other party out ------------------------------
+
+#[test]
+fn the_consumer_cannot_settle_before_the_suppliers_availability_is_in() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let id = signed_contract(&mut park, steam_terms(start));
+    park.advance_to(start + 10);
+    park.ok(
+        "pharma-meter",
+        TxKind::RecordDelivery {
+            contract: id,
+            period: 0,
+            quantity: 100_000,
+        },
+    );
+    park.ok(
+        "power-check",
+        TxKind::RecordCheck {
+            contract: id,
+            period: 0,
+            quantity: 100_000,
+        },
+    );
+    park.advance_to(start + HOUR);
+    // Settling now would count availability as 0: a supply penalty of
+    // 270 000, and the supplier's reading refused afterwards.
+    let settle = TxKind::SettlePeriod {
+        contract: id,
+        period: 0,
+    };
+    park.rejected_code("pharma-op", settle.clone(), "readings_missing");
+    park.ok(
+        "power-op",
+        TxKind::RecordAvailability {
+            contract: id,
+            period: 0,
+            quantity: 100_000,
+        },
+    );
+    // Every reading is in: the period settles before metering closes.
+    park.ok("pharma-op", settle);
+    let settled = exec::period(&park.state, &id, 0).unwrap().settled.unwrap();
+    assert_eq!(settled.statement.supply_penalty, 0);
+    assert_eq!(settled.net, 900_000);
+}
+
 // --- governance bounds total power by what consensus can count -------------
 
 /// Propose `action` (power) and vote for it (pharma, city); hub's vote

@@ -236,8 +236,7 @@ impl Ctx<'_> {
                 start_ms: start,
             });
         }
-        // Readings close one period length after the period's end.
-        let closed_ms = end.saturating_add(contract.terms.period_ms);
+        let closed_ms = metering_closes_ms(&contract.terms, end);
         if self.now_ms >= closed_ms {
             return Err(AppError::MeteringClosed { period, closed_ms });
         }
@@ -317,6 +316,17 @@ impl Ctx<'_> {
             Some(DisputeStatus::Resolved { adjustment, .. }) => *adjustment,
             None => 0,
         };
+        // No party settles away the other party's reading: before metering
+        // closes, every expected reading must be in.
+        let closed_ms = metering_closes_ms(terms, end);
+        let missing = missing_readings(terms, &record);
+        if self.now_ms < closed_ms && !missing.is_empty() {
+            return Err(AppError::ReadingsMissing {
+                period,
+                missing,
+                closed_ms,
+            });
+        }
         let readings = Readings {
             availability: record.availability.unwrap_or(0),
             delivered: record.delivered.unwrap_or(0),
@@ -384,4 +394,28 @@ impl Reading {
             Reading::Check => "check",
         }
     }
+}
+
+/// Readings of a period are accepted until one period length after its
+/// end; from then on it may be settled with whatever readings are in.
+fn metering_closes_ms(terms: &ContractTerms, end_ms: u64) -> u64 {
+    end_ms.saturating_add(terms.period_ms)
+}
+
+/// The readings a period expects that are not in yet: availability,
+/// billing, and check where the contract names a check meter.
+fn missing_readings(terms: &ContractTerms, record: &PeriodRecord) -> Vec<&'static str> {
+    let expected = [
+        (Reading::Availability, record.availability.is_some()),
+        (Reading::Delivery, record.delivered.is_some()),
+        (
+            Reading::Check,
+            terms.check_meter.is_none() || record.check.is_some(),
+        ),
+    ];
+    expected
+        .into_iter()
+        .filter(|(_, present)| !present)
+        .map(|(reading, _)| reading.name())
+        .collect()
 }

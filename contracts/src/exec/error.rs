@@ -98,6 +98,14 @@ pub enum AppError {
     PeriodVoid { period: u32 },
     #[error("the {what} of period {period} is already recorded")]
     AlreadyRecorded { what: &'static str, period: u32 },
+    #[error(
+        "period {period} misses its {missing:?} reading(s): it can be settled once every reading is in, or once metering closes at {closed_ms} ms"
+    )]
+    ReadingsMissing {
+        period: u32,
+        missing: Vec<&'static str>,
+        closed_ms: u64,
+    },
     #[error("period {period} is already settled")]
     PeriodAlreadySettled { period: u32 },
     #[error("the signer is not the contract's {which} meter key")]
@@ -183,6 +191,7 @@ impl AppError {
             E::MeteringClosed { .. } => "metering_closed",
             E::PeriodVoid { .. } => "period_void",
             E::AlreadyRecorded { .. } => "already_recorded",
+            E::ReadingsMissing { .. } => "readings_missing",
             E::PeriodAlreadySettled { .. } => "period_already_settled",
             E::NotMeter { .. } => "not_meter",
             E::NoArbiter => "no_arbiter",
