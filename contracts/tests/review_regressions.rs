@@ -5,10 +5,137 @@
 
 mod app_support;
 
+use std::collections::BTreeMap;
+
 use app_support::*;
 use symbiont_contracts::exec;
 use symbiont_contracts::genesis::{MAX_TOTAL_VOTING_POWER, Node};
-use symbiont_contracts::tx::{GovAction, TxKind};
+use symbiont_contracts::tx::{Account, GovAction, TxKind};
+
+fn firm(id: &str) -> Account {
+    Account::Firm(id.into())
+}
+
+fn pv_keys() -> BTreeMap<String, u16> {
+    BTreeMap::from([
+        ("city".into(), 3_333),
+        ("pharma".into(), 3_333),
+        ("power".into(), 3_334),
+    ])
+}
+
+// --- pools bind firms that never agreed ------------------------------------
+
+#[test]
+fn a_pool_binds_no_firm_before_every_member_has_joined() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    // An operator key creates a pool naming three firms; none has joined.
+    let pool = park.ok(
+        "power-op",
+        TxKind::CreatePool {
+            name: "Joint PV field".into(),
+            keys: pv_keys(),
+            start_ms: start,
+            period_ms: DAY,
+        },
+    );
+    park.advance_to(start);
+    // An invented cost would make city and pharma owe power.
+    park.rejected_code(
+        "power-op",
+        TxKind::PostPoolAmount {
+            pool,
+            period: 0,
+            amount: -1_000_000,
+        },
+        "pool_not_active",
+    );
+    park.advance_to(start + DAY);
+    park.rejected_code(
+        "power-op",
+        TxKind::SplitPool { pool, period: 0 },
+        "pool_not_active",
+    );
+    assert_eq!(exec::balance(&park.state, &firm("city")), 0);
+}
+
+#[test]
+fn a_contract_cannot_pay_into_a_pool_its_members_have_not_joined() {
+    let mut park = Park::new().with_staff();
+    let pool = park.ok(
+        "power-op",
+        TxKind::CreatePool {
+            name: "Joint CHP plant".into(),
+            keys: BTreeMap::from([("city".into(), 4_000), ("power".into(), 6_000)]),
+            start_ms: park.time_ms,
+            period_ms: DAY,
+        },
+    );
+    let mut terms = steam_terms(park.time_ms + HOUR);
+    terms.gain_pool = Some(pool);
+    park.rejected_code(
+        "power-op",
+        TxKind::ProposeContract { terms },
+        "pool_not_active",
+    );
+}
+
+#[test]
+fn a_pool_operator_cannot_acknowledge_its_own_payment_to_the_pool() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    // Power's admin creates a pool of power alone: it has joined by
+    // creating it, so the pool is active.
+    let pool = park.ok(
+        "power",
+        TxKind::CreatePool {
+            name: "Power's own field".into(),
+            keys: BTreeMap::from([("power".into(), 10_000)]),
+            start_ms: start,
+            period_ms: DAY,
+        },
+    );
+    park.advance_to(start);
+    park.ok(
+        "power-op",
+        TxKind::PostPoolAmount {
+            pool,
+            period: 0,
+            amount: 250,
+        },
+    );
+    park.advance_to(start + DAY);
+    park.ok("power-op", TxKind::SplitPool { pool, period: 0 });
+    assert_eq!(
+        exec::obligation(&park.state, &firm("power"), &Account::Pool(pool)),
+        250
+    );
+    // Power operates the pool, but it is also the payer.
+    park.rejected_code(
+        "power-op",
+        TxKind::AcknowledgePayment {
+            payer: firm("power"),
+            payee: Account::Pool(pool),
+            amount: 250,
+        },
+        "own_payment",
+    );
+}
+
+#[test]
+fn nobody_acknowledges_a_payment_to_itself() {
+    let mut park = Park::new().with_staff();
+    park.rejected_code(
+        "power-op",
+        TxKind::AcknowledgePayment {
+            payer: firm("power"),
+            payee: firm("power"),
+            amount: 1,
+        },
+        "own_payment",
+    );
+}
 
 // --- settling early shuts the other party out ------------------------------
 

@@ -4,7 +4,7 @@
 
 use super::ledger::{add_avoided, transfer};
 use super::market::check_quality;
-use super::pools::pool;
+use super::pools::{pool, require_active};
 use super::{AppError, AppResult, Ctx, check_schedule, check_text, firm, kind, window};
 use crate::genesis::ResourceKind;
 use crate::hash::Hash;
@@ -96,10 +96,13 @@ impl Ctx<'_> {
         if let Some(id) = &terms.listing {
             self.check_listing_matches(id, terms)?;
         }
-        if let Some(id) = &terms.gain_pool
-            && !pool(self.state, id)?.keys.contains_key(&terms.supplier)
-        {
-            return Err(AppError::NotMember(terms.supplier.clone()));
+        if let Some(id) = &terms.gain_pool {
+            let pool = pool(self.state, id)?;
+            if !pool.keys.contains_key(&terms.supplier) {
+                return Err(AppError::NotMember(terms.supplier.clone()));
+            }
+            // Money flows into a pool only once it binds all its members.
+            require_active(id, &pool)?;
         }
         Ok(kind)
     }

@@ -133,6 +133,28 @@ pub enum AppError {
     NotMember(String),
     #[error("pool period {period} is already split")]
     PoolPeriodSplit { period: u32 },
+    #[error("pool {pool} is not active: {waiting:?} have not joined it")]
+    PoolNotActive { pool: Hash, waiting: Vec<String> },
+    #[error("firm {0:?} has already joined the pool")]
+    AlreadyJoined(String),
+    #[error("pool period {period} holds {limit} postings, the most it may")]
+    PoolPostingsFull { period: u32, limit: usize },
+    #[error("pool period {period} has no posting {posting}")]
+    UnknownPosting { posting: Hash, period: u32 },
+    #[error("a member cannot object to its own posting {0}")]
+    OwnPosting(Hash),
+    #[error("posting {0} has already been objected to")]
+    AlreadyObjected(Hash),
+    #[error("posting {0} has no objection to resolve")]
+    NoObjection(Hash),
+    #[error(
+        "firm {firm:?} cannot acknowledge a payment by {payer:?} to {payee:?}: nobody acknowledges a payment to itself"
+    )]
+    OwnPayment {
+        payer: Account,
+        payee: Account,
+        firm: String,
+    },
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
@@ -203,6 +225,14 @@ impl AppError {
             E::UnknownPool(_) => "unknown_pool",
             E::NotMember(_) => "not_member",
             E::PoolPeriodSplit { .. } => "pool_period_split",
+            E::PoolNotActive { .. } => "pool_not_active",
+            E::AlreadyJoined(_) => "already_joined",
+            E::PoolPostingsFull { .. } => "pool_postings_full",
+            E::UnknownPosting { .. } => "unknown_posting",
+            E::OwnPosting(_) => "own_posting",
+            E::AlreadyObjected(_) => "already_objected",
+            E::NoObjection(_) => "no_objection",
+            E::OwnPayment { .. } => "own_payment",
             E::Pool(error) => error.code(),
             E::Settlement(SettlementError::InvalidTerm { .. }) => "invalid_term",
             E::Settlement(SettlementError::Overflow(_)) => "overflow",

@@ -22,6 +22,15 @@ impl Ctx<'_> {
         if firm != acknowledger {
             return Err(AppError::WrongParty(firm));
         }
+        // Nobody acknowledges a payment to itself: not a firm paying into
+        // the pool it operates, and no account paying itself.
+        if payer == payee || *payer == Account::Firm(firm.clone()) {
+            return Err(AppError::OwnPayment {
+                payer: payer.clone(),
+                payee: payee.clone(),
+                firm,
+            });
+        }
         if amount <= 0 {
             return Err(AppError::Invalid {
                 field: "amount",

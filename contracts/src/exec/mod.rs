@@ -297,6 +297,18 @@ impl Ctx<'_> {
                 amount,
             } => self.post_pool_amount(pool, *period, *amount),
             TxKind::SplitPool { pool, period } => self.split_pool(pool, *period),
+            TxKind::JoinPool { pool } => self.join_pool(pool),
+            TxKind::ObjectPoolAmount {
+                pool,
+                period,
+                posting,
+            } => self.object_pool_amount(pool, *period, posting),
+            TxKind::ResolvePoolObjection {
+                pool,
+                period,
+                posting,
+                accept,
+            } => self.resolve_pool_objection(pool, *period, posting, *accept),
             TxKind::OpenDispute {
                 contract,
                 period,
