@@ -18,8 +18,6 @@ use crate::state::{
 };
 
 impl Ctx<'_> {
-    // --- contracts ---------------------------------------------------
-
     pub(super) fn propose_contract(&mut self, terms: &ContractTerms) -> AppResult {
         let proposer = self.require_trading_firm()?;
         if proposer != terms.supplier && proposer != terms.consumer {

@@ -6,8 +6,6 @@ use crate::hash::Hash;
 use crate::state::{DisputeStatus, Key, PeriodRecord};
 
 impl Ctx<'_> {
-    // --- disputes ----------------------------------------------------
-
     pub(super) fn open_dispute(&mut self, id: &Hash, period: u32, reason: &str) -> AppResult {
         let firm = self.require_trader()?;
         let contract = self.contract(id)?;

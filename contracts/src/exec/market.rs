@@ -10,8 +10,6 @@ use crate::kinds::ListingTerms;
 use crate::state::{Key, Listing, ListingStatus, Side};
 
 impl Ctx<'_> {
-    // --- market ------------------------------------------------------
-
     pub(super) fn post_listing(&mut self, side: Side, terms: &ListingTerms) -> AppResult {
         let owner = self.require_trading_firm()?;
         let kind = kind(self.state, &terms.kind)?;

@@ -13,8 +13,6 @@ use crate::state::{self, Key, KeyRecord, Licence, Proposal, ProposalStatus, Role
 use crate::tx::{KeyRole, MAX_TX_BYTES};
 
 impl Ctx<'_> {
-    // --- membership --------------------------------------------------
-
     pub(super) fn authorize_key(
         &mut self,
         firm_id: &str,

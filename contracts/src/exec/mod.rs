@@ -233,6 +233,7 @@ fn actor_of(state: &State, signer: &PublicKey) -> AppResult<KeyRecord> {
     Ok(record)
 }
 
+/// One transaction's view of the state: who signs, and when.
 struct Ctx<'a> {
     state: &'a mut State,
     now_ms: u64,
@@ -242,8 +243,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The meaning of each kind; the rules live in the file named above
+    /// each group.
     fn apply(&mut self, kind: &TxKind) -> AppResult {
         match kind {
+            // membership.rs
             TxKind::AuthorizeKey { firm, key, role } => self.authorize_key(firm, key, *role),
             TxKind::RevokeKey { firm, key } => self.revoke_key(firm, key),
             TxKind::Propose { action, expires_ms } => self.propose(action, *expires_ms),
@@ -257,10 +261,12 @@ impl Ctx<'_> {
                 ewc_code,
                 expires_ms,
             } => self.grant_licence(firm, ewc_code, *expires_ms),
+            // market.rs
             TxKind::PostOffer { listing } => self.post_listing(Side::Offer, listing),
             TxKind::PostRequest { listing } => self.post_listing(Side::Request, listing),
             TxKind::Accept { listing } => self.accept(listing),
             TxKind::Withdraw { listing } => self.withdraw(listing),
+            // contracts.rs
             TxKind::ProposeContract { terms } => self.propose_contract(terms),
             TxKind::Countersign { contract } => self.countersign(contract),
             TxKind::Terminate { contract } => self.terminate(contract),
@@ -280,11 +286,13 @@ impl Ctx<'_> {
                 quantity,
             } => self.record(contract, *period, *quantity, Reading::Check),
             TxKind::SettlePeriod { contract, period } => self.settle_period(contract, *period),
+            // ledger.rs
             TxKind::AcknowledgePayment {
                 payer,
                 payee,
                 amount,
             } => self.acknowledge_payment(payer, payee, *amount),
+            // pools.rs
             TxKind::CreatePool {
                 name,
                 keys,
@@ -309,6 +317,7 @@ impl Ctx<'_> {
                 posting,
                 accept,
             } => self.resolve_pool_objection(pool, *period, posting, *accept),
+            // disputes.rs
             TxKind::OpenDispute {
                 contract,
                 period,
