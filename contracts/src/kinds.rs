@@ -2,8 +2,9 @@
 //! [`crate::tx`]; their meaning is in [`crate::exec`].
 //!
 //! Ids of things created on the ledger (governance proposals, listings,
-//! contracts, pools) are the tx id of the transaction that created them, so
-//! a client knows the id before the transaction is included.
+//! contracts, pools, pool postings) are the tx id of the transaction that
+//! created them, so a client knows the id before the transaction is
+//! included.
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,9 @@ use crate::settlement::BASIS_POINTS;
 
 /// At most this many members in one pool: a bound on work per split.
 pub const MAX_POOL_MEMBERS: usize = 64;
+/// At most this many postings in one pool period: a bound on what members
+/// can grow and on work per split.
+pub const MAX_POOL_POSTINGS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {

@@ -9,7 +9,7 @@
 //! persists atomically and the app hash covers. Keys are compared as their
 //! canonical bytes, so the order is the same on every machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -178,19 +178,74 @@ pub struct PeriodRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub name: String,
-    /// The firm that created the pool and acknowledges payments to it.
+    /// The firm that created the pool and acknowledges payments to it (it
+    /// need not be a member).
     pub operator: String,
     pub keys: BTreeMap<String, u16>,
     pub start_ms: u64,
     pub period_ms: u64,
+    /// Members whose admin has joined. The pool is active (postings,
+    /// splits, gain-sharing settlements) once every member has.
+    pub joined: BTreeSet<String>,
+}
+
+impl Pool {
+    /// Members that have not joined yet, ascending.
+    pub fn waiting(&self) -> Vec<String> {
+        self.keys
+            .keys()
+            .filter(|member| !self.joined.contains(*member))
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.waiting().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PoolPeriod {
-    /// Income minus costs posted so far.
-    pub net: i64,
-    /// Set once split: each member's part.
+    /// Net of the gain-sharing settlements paid into (positive) or out of
+    /// the pool in this period. Their money moved when they settled.
+    pub gain_net: i64,
+    /// Set once split: each member's part. The parts add up to `gain_net`
+    /// plus the postings that [count](PostingStatus::counts).
     pub split: Option<Vec<(String, i64)>>,
+    /// What members posted, in order. A posting moves money only when the
+    /// period is split, and only if it counts then.
+    pub postings: Vec<PoolPosting>,
+}
+
+/// An amount a member posted for a pool period: income it collected
+/// (positive) or a cost it paid (negative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolPosting {
+    /// The tx id of the `PostPoolAmount`.
+    pub id: Hash,
+    pub member: String,
+    pub amount: i64,
+    pub status: PostingStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PostingStatus {
+    /// Nobody has objected: it counts in the split.
+    Open,
+    /// Another member objected: it is left out of the split unless a
+    /// facilitator accepts it first.
+    Objected { by: String, at_ms: u64 },
+    /// A facilitator accepted the amount over the objection: it counts.
+    Accepted { by: String, at_ms: u64 },
+    /// A facilitator upheld the objection: it stays out.
+    Refused { by: String, at_ms: u64 },
+}
+
+impl PostingStatus {
+    /// Whether the posting is part of the split.
+    pub fn counts(&self) -> bool {
+        matches!(self, PostingStatus::Open | PostingStatus::Accepted { .. })
+    }
 }
 
 /// Whose avoided-emission total.

@@ -161,6 +161,27 @@ pub enum TxKind {
         period: u32,
         adjustment: i64,
     },
+    /// A member firm's admin joins a pool: from then on the pool binds the
+    /// firm. The pool is active once every member has joined.
+    JoinPool {
+        pool: Hash,
+    },
+    /// Another member objects to an amount posted in a period not yet
+    /// split (`posting`: the tx id of the `PostPoolAmount`); the amount is
+    /// left out of the split unless a facilitator accepts it.
+    ObjectPoolAmount {
+        pool: Hash,
+        period: u32,
+        posting: Hash,
+    },
+    /// A facilitator resolves an objection before the split: `accept`
+    /// puts the amount back into the split, otherwise it stays out.
+    ResolvePoolObjection {
+        pool: Hash,
+        period: u32,
+        posting: Hash,
+        accept: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,9 @@ mod support;
 use support::Bytes;
 use symbiont_contracts::codec::encode;
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::state::{self, AvoidedAccount, Key, WriteSet};
+use symbiont_contracts::state::{
+    self, AvoidedAccount, Key, PoolPeriod, PoolPosting, PostingStatus, WriteSet,
+};
 use symbiont_contracts::tx::{Account, TxKind};
 
 #[test]
@@ -38,13 +40,67 @@ fn acknowledge_payment_kind_layout() {
 }
 
 #[test]
-fn resolve_dispute_is_the_last_kind() {
+fn resolve_dispute_is_kind_22() {
     let kind = TxKind::ResolveDispute {
         contract: Hash::ZERO,
         period: 0,
         adjustment: 1,
     };
     assert_eq!(encode(&kind)[..4], 22u32.to_le_bytes());
+}
+
+#[test]
+fn join_pool_kind_layout() {
+    let kind = TxKind::JoinPool {
+        pool: Hash([4; 32]),
+    };
+    let expected = Bytes::default().variant(23).raw(&[4; 32]);
+    assert_eq!(encode(&kind), expected.0);
+    assert_eq!(hex(&encode(&kind)), format!("17000000{}", "04".repeat(32)));
+}
+
+#[test]
+fn object_pool_amount_kind_layout() {
+    let kind = TxKind::ObjectPoolAmount {
+        pool: Hash([4; 32]),
+        period: 2,
+        posting: Hash([6; 32]),
+    };
+    let expected = Bytes::default()
+        .variant(24)
+        .raw(&[4; 32])
+        .u32(2)
+        .raw(&[6; 32]);
+    assert_eq!(encode(&kind), expected.0);
+    assert_eq!(
+        hex(&encode(&kind)),
+        format!("18000000{}02000000{}", "04".repeat(32), "06".repeat(32))
+    );
+}
+
+#[test]
+fn resolve_pool_objection_is_the_last_kind() {
+    let kind = TxKind::ResolvePoolObjection {
+        pool: Hash([4; 32]),
+        period: 2,
+        posting: Hash([6; 32]),
+        accept: true,
+    };
+    let expected = Bytes::default()
+        .variant(25)
+        .raw(&[4; 32])
+        .u32(2)
+        .raw(&[6; 32])
+        .bool(true);
+    assert_eq!(encode(&kind), expected.0);
+    assert_eq!(
+        hex(&encode(&kind)),
+        format!("19000000{}02000000{}01", "04".repeat(32), "06".repeat(32))
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -68,6 +124,34 @@ fn state_key_layouts() {
         Key::Receipt(Hash([3; 32])).bytes(),
         Bytes::default().variant(17).raw(&[3; 32]).0
     );
+}
+
+#[test]
+fn pool_period_record_layout() {
+    let record = PoolPeriod {
+        gain_net: -3,
+        split: None,
+        postings: vec![PoolPosting {
+            id: Hash([6; 32]),
+            member: "city".into(),
+            amount: 40,
+            status: PostingStatus::Objected {
+                by: "power".into(),
+                at_ms: 9,
+            },
+        }],
+    };
+    let expected = Bytes::default()
+        .u64(-3i64 as u64)
+        .u8(0)
+        .len(1)
+        .raw(&[6; 32])
+        .str("city")
+        .u64(40)
+        .variant(1)
+        .str("power")
+        .u64(9);
+    assert_eq!(encode(&record), expected.0);
 }
 
 #[test]

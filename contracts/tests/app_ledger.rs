@@ -12,7 +12,8 @@ use symbiont_contracts::hash::Hash;
 use symbiont_contracts::pool::PoolError;
 use symbiont_contracts::settlement::{self, Flag, Readings, SettlementTerms};
 use symbiont_contracts::state::{
-    self, AvoidedAccount, ContractStatus, DisputeStatus, Key, KeyRecord, Role,
+    self, AvoidedAccount, ContractStatus, DisputeStatus, Key, KeyRecord, Pool, PoolPeriod,
+    PostingStatus, Role,
 };
 use symbiont_contracts::tx::{
     Account, GovAction, KeyRole, ListingTerms, SignedTx, TxBody, TxError, TxKind,
@@ -1134,6 +1135,19 @@ fn a_settled_period_journals_the_net_accrues_co2_and_payment_clears_it() {
             rule: "must be above 0",
         },
     );
+    park.rejected(
+        "power-op",
+        TxKind::AcknowledgePayment {
+            payer: firm("power"),
+            payee: firm("power"),
+            amount: 1,
+        },
+        AppError::OwnPayment {
+            payer: firm("power"),
+            payee: firm("power"),
+            firm: "power".into(),
+        },
+    );
     park.ok("power-op", ack(400_000));
     park.ok("power-op", ack(290_000));
     assert_eq!(
@@ -1277,6 +1291,34 @@ fn metering_and_settlement_rejections() {
         settle(0),
         AppError::WrongParty("plaster".into()),
     );
+    // Before metering closes, a period settles only with every reading in.
+    park.rejected(
+        "pharma-op",
+        settle(0),
+        AppError::ReadingsMissing {
+            period: 0,
+            missing: vec!["availability", "check"],
+            closed_ms: start + 2 * HOUR,
+        },
+    );
+    park.ok("power-op", availability(0, 95_000));
+    park.rejected(
+        "pharma-op",
+        settle(0),
+        AppError::ReadingsMissing {
+            period: 0,
+            missing: vec!["check"],
+            closed_ms: start + 2 * HOUR,
+        },
+    );
+    park.ok(
+        "power-check",
+        TxKind::RecordCheck {
+            contract: id,
+            period: 0,
+            quantity: 90_000,
+        },
+    );
     park.ok("pharma-op", settle(0));
     park.rejected(
         "power-op",
@@ -1288,7 +1330,18 @@ fn metering_and_settlement_rejections() {
         availability(0, 1),
         AppError::PeriodAlreadySettled { period: 0 },
     );
-    // Metering of a period closes one period length after its end.
+    // Metering of a period closes one period length after its end; until
+    // then a period with readings missing does not settle.
+    park.advance_to(start + 2 * HOUR);
+    park.rejected(
+        "power-op",
+        settle(1),
+        AppError::ReadingsMissing {
+            period: 1,
+            missing: vec!["availability", "billing", "check"],
+            closed_ms: start + 3 * HOUR,
+        },
+    );
     park.advance_to(start + 3 * HOUR);
     park.rejected(
         "power-op",
@@ -1366,7 +1419,7 @@ fn a_dispute_resolved_after_settlement_journals_the_adjustment() {
     let start = park.time_ms + HOUR;
     let id = signed_contract(&mut park, steam_terms(start));
     park.advance_to(start);
-    meter(&mut park, id, 0, 100_000, 100_000, None);
+    meter(&mut park, id, 0, 100_000, 100_000, Some(100_000));
     park.advance_to(start + HOUR);
     park.ok(
         "power-op",
@@ -1435,10 +1488,34 @@ fn pv_keys() -> BTreeMap<String, u16> {
     ])
 }
 
+/// A pool created by `creator` and joined by every member's admin.
+fn joined_pool(park: &mut Park, creator: &str, keys: BTreeMap<String, u16>, start_ms: u64) -> Hash {
+    let members: Vec<String> = keys.keys().cloned().collect();
+    let pool = park.ok(
+        creator,
+        TxKind::CreatePool {
+            name: "Joint PV field".into(),
+            keys,
+            start_ms,
+            period_ms: DAY,
+        },
+    );
+    for member in members {
+        park.ok(&member, TxKind::JoinPool { pool });
+    }
+    pool
+}
+
+fn pool_record(park: &Park, pool: Hash, period: u32) -> PoolPeriod {
+    park.state
+        .get(&Key::PoolPeriod { pool, period })
+        .unwrap_or_default()
+}
+
 #[test]
-fn a_pool_splits_its_period_net_by_largest_remainder() {
+fn a_pool_binds_its_members_once_their_admins_join() {
     let mut park = Park::new().with_staff();
-    let start = park.time_ms + 10;
+    let start = park.time_ms + HOUR;
     let pool = park.ok(
         "power-op",
         TxKind::CreatePool {
@@ -1448,22 +1525,117 @@ fn a_pool_splits_its_period_net_by_largest_remainder() {
             period_ms: DAY,
         },
     );
+    // Created with an operator key: nobody has joined.
+    let record: Pool = park.state.get(&Key::Pool(pool)).unwrap();
+    assert!(record.joined.is_empty());
+    assert_eq!(record.operator, "power");
+    park.advance_to(start);
+    let post = TxKind::PostPoolAmount {
+        pool,
+        period: 0,
+        amount: 100,
+    };
+    let not_active = |waiting: &[&str]| AppError::PoolNotActive {
+        pool,
+        waiting: waiting.iter().map(|w| w.to_string()).collect(),
+    };
+    park.rejected(
+        "power-op",
+        post.clone(),
+        not_active(&["city", "pharma", "power"]),
+    );
+    let join = TxKind::JoinPool { pool };
+    park.rejected(
+        "city-op",
+        join.clone(),
+        AppError::Unauthorized { need: "admin key" },
+    );
+    park.rejected(
+        "plaster",
+        join.clone(),
+        AppError::NotMember("plaster".into()),
+    );
+    park.rejected(
+        "city",
+        TxKind::JoinPool { pool: Hash::ZERO },
+        AppError::UnknownPool(Hash::ZERO),
+    );
+    park.ok("city", join.clone());
+    park.rejected("city", join.clone(), AppError::AlreadyJoined("city".into()));
+    park.ok("power", join.clone());
+    park.rejected("pharma-op", post.clone(), not_active(&["pharma"]));
+    park.rejected(
+        "city-op",
+        TxKind::SplitPool { pool, period: 0 },
+        not_active(&["pharma"]),
+    );
+    park.ok("pharma", join);
+    park.ok("pharma-op", post);
+    // A posting moves no money until the split.
+    assert_eq!(balance_sum(&park), 0);
+    assert!(exec::balances(&park.state).iter().all(|(_, b)| *b == 0));
+
+    // A member's admin that creates the pool joins it by creating it; an
+    // admin creating a pool it is no member of joins nothing.
+    let own = park.ok(
+        "power",
+        TxKind::CreatePool {
+            name: "Power and city".into(),
+            keys: BTreeMap::from([("city".into(), 5_000), ("power".into(), 5_000)]),
+            start_ms: start,
+            period_ms: DAY,
+        },
+    );
+    let record: Pool = park.state.get(&Key::Pool(own)).unwrap();
+    assert_eq!(record.waiting(), vec!["city".to_string()]);
+    let foreign = park.ok(
+        "hub",
+        TxKind::CreatePool {
+            name: "Run by the hub".into(),
+            keys: pv_keys(),
+            start_ms: start,
+            period_ms: DAY,
+        },
+    );
+    let record: Pool = park.state.get(&Key::Pool(foreign)).unwrap();
+    assert!(record.joined.is_empty());
+    assert_eq!(record.operator, "hub");
+}
+
+#[test]
+fn worked_example_pool_objection() {
+    // docs/settlement.md, "A pool with an objection".
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let pool = joined_pool(&mut park, "hub-op", pv_keys(), start);
+    park.advance_to(start);
     let post = |amount| TxKind::PostPoolAmount {
         pool,
         period: 0,
         amount,
     };
-    park.ok("power-op", post(250)); // income power collected
+    let income = park.ok("power-op", post(250)); // income power collected
     park.ok("city-op", post(-50)); // a cost city paid
-    park.rejected("plaster-op", post(1), AppError::NotMember("plaster".into()));
-    park.rejected(
-        "power-op",
-        post(0),
-        AppError::Invalid {
-            field: "amount",
-            rule: "must not be 0",
+    let claimed = park.ok("city-op", post(-500)); // a cost power disputes
+    let extra = park.ok("pharma-op", post(90)); // income city disputes
+    let object = |posting| TxKind::ObjectPoolAmount {
+        pool,
+        period: 0,
+        posting,
+    };
+    park.ok("power-op", object(claimed));
+    park.ok("city-op", object(extra));
+    // The hub hears both and keeps pharma's income out of the split.
+    park.ok(
+        "hub-op",
+        TxKind::ResolvePoolObjection {
+            pool,
+            period: 0,
+            posting: extra,
+            accept: false,
         },
     );
+    assert!(exec::balances(&park.state).iter().all(|(_, b)| *b == 0));
     let split = TxKind::SplitPool { pool, period: 0 };
     park.rejected(
         "power-op",
@@ -1475,11 +1647,9 @@ fn a_pool_splits_its_period_net_by_largest_remainder() {
     );
     park.advance_to(start + DAY);
     park.ok("pharma-op", split.clone());
-    // N = 200: 66/66/66 + remainders 6600/6600/6800 -> power, then city.
-    let record: symbiont_contracts::state::PoolPeriod = park
-        .state
-        .get(&Key::PoolPeriod { pool, period: 0 })
-        .unwrap();
+    // N = 250 - 50 = 200 (city's -500 and pharma's 90 are left out):
+    // 66/66/66 + remainders 6600/6600/6800 -> power, then city.
+    let record = pool_record(&park, pool, 0);
     assert_eq!(
         record.split.unwrap(),
         vec![
@@ -1494,11 +1664,31 @@ fn a_pool_splits_its_period_net_by_largest_remainder() {
     assert_eq!(exec::balance(&park.state, &firm("pharma")), 66);
     assert_eq!(exec::balance(&park.state, &Account::Pool(pool)), 0);
     assert_eq!(balance_sum(&park), 0);
+    assert_eq!(
+        exec::obligation(&park.state, &firm("power"), &Account::Pool(pool)),
+        250
+    );
+    // Once split, the period takes nothing more.
     park.rejected("power-op", split, AppError::PoolPeriodSplit { period: 0 });
     park.rejected("power-op", post(5), AppError::PoolPeriodSplit { period: 0 });
-    // The pool's operator acknowledges what members paid into it.
+    park.rejected(
+        "city-op",
+        object(income),
+        AppError::PoolPeriodSplit { period: 0 },
+    );
+    park.rejected(
+        "hub-op",
+        TxKind::ResolvePoolObjection {
+            pool,
+            period: 0,
+            posting: claimed,
+            accept: true,
+        },
+        AppError::PoolPeriodSplit { period: 0 },
+    );
+    // The pool's operator (the hub) acknowledges what members paid into it.
     park.ok(
-        "power-op",
+        "hub-op",
         TxKind::AcknowledgePayment {
             payer: firm("power"),
             payee: Account::Pool(pool),
@@ -1508,6 +1698,165 @@ fn a_pool_splits_its_period_net_by_largest_remainder() {
     assert_eq!(
         exec::obligation(&park.state, &firm("power"), &Account::Pool(pool)),
         0
+    );
+}
+
+#[test]
+fn pool_posting_and_objection_rejections() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let pool = joined_pool(&mut park, "power-op", pv_keys(), start);
+    let post = |period, amount| TxKind::PostPoolAmount {
+        pool,
+        period,
+        amount,
+    };
+    park.rejected(
+        "power-op",
+        post(0, 1),
+        AppError::PeriodNotStarted {
+            period: 0,
+            start_ms: start,
+        },
+    );
+    park.advance_to(start);
+    park.rejected(
+        "plaster-op",
+        post(0, 1),
+        AppError::NotMember("plaster".into()),
+    );
+    park.rejected(
+        "power-meter",
+        post(0, 1),
+        AppError::Unauthorized {
+            need: "admin or operator key",
+        },
+    );
+    park.rejected(
+        "power-op",
+        post(0, 0),
+        AppError::Invalid {
+            field: "amount",
+            rule: "must not be 0",
+        },
+    );
+    park.rejected(
+        "power-op",
+        post(0, i64::MIN),
+        AppError::Overflow(symbiont_contracts::numbers::Overflow { what: "pool net" }),
+    );
+    park.ok("power-op", post(0, i64::MAX));
+    park.rejected(
+        "city-op",
+        post(0, 1),
+        AppError::Overflow(symbiont_contracts::numbers::Overflow { what: "pool net" }),
+    );
+    let posting = park.ok("city-op", post(0, -70));
+    let object = |posting| TxKind::ObjectPoolAmount {
+        pool,
+        period: 0,
+        posting,
+    };
+    park.rejected("city-op", object(posting), AppError::OwnPosting(posting));
+    park.rejected(
+        "plaster-op",
+        object(posting),
+        AppError::NotMember("plaster".into()),
+    );
+    park.rejected(
+        "power-op",
+        object(Hash::ZERO),
+        AppError::UnknownPosting {
+            posting: Hash::ZERO,
+            period: 0,
+        },
+    );
+    park.rejected(
+        "power-op",
+        TxKind::ObjectPoolAmount {
+            pool,
+            period: 1,
+            posting,
+        },
+        AppError::UnknownPosting { posting, period: 1 },
+    );
+    let resolve = |accept| TxKind::ResolvePoolObjection {
+        pool,
+        period: 0,
+        posting,
+        accept,
+    };
+    park.rejected("hub-op", resolve(true), AppError::NoObjection(posting));
+    park.ok("power-op", object(posting));
+    park.rejected(
+        "pharma-op",
+        object(posting),
+        AppError::AlreadyObjected(posting),
+    );
+    park.rejected("power-op", resolve(true), AppError::NotFacilitator);
+    park.rejected(
+        "hub-meter",
+        resolve(true),
+        AppError::Unauthorized {
+            need: "admin or operator key",
+        },
+    );
+    park.rejected(
+        "hub-op",
+        TxKind::ResolvePoolObjection {
+            pool: Hash::ZERO,
+            period: 0,
+            posting,
+            accept: true,
+        },
+        AppError::UnknownPool(Hash::ZERO),
+    );
+    park.ok("hub-op", resolve(true));
+    park.rejected("hub-op", resolve(false), AppError::NoObjection(posting));
+    // Accepted, it cannot be objected to again.
+    park.rejected(
+        "pharma-op",
+        object(posting),
+        AppError::AlreadyObjected(posting),
+    );
+    let record = pool_record(&park, pool, 0);
+    assert!(matches!(
+        record.postings[1].status,
+        PostingStatus::Accepted { ref by, .. } if by == "hub"
+    ));
+    assert!(record.postings[1].status.counts());
+}
+
+#[test]
+fn a_pool_period_holds_a_bounded_number_of_postings() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + HOUR;
+    let pool = joined_pool(&mut park, "power-op", pv_keys(), start);
+    park.advance_to(start);
+    let limit = symbiont_contracts::pool::MAX_POOL_POSTINGS;
+    let txs: Vec<SignedTx> = (0..limit as u64)
+        .map(|i| {
+            park.tx_ahead(
+                "power-op",
+                TxKind::PostPoolAmount {
+                    pool,
+                    period: 0,
+                    amount: 1,
+                },
+                i,
+            )
+        })
+        .collect();
+    let outcome = park.block(&txs);
+    assert!(outcome.results.iter().all(|(_, r)| r.is_ok()));
+    park.rejected(
+        "city-op",
+        TxKind::PostPoolAmount {
+            pool,
+            period: 0,
+            amount: 1,
+        },
+        AppError::PoolPostingsFull { period: 0, limit },
     );
 }
 
@@ -1625,6 +1974,20 @@ fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
         },
     );
     let mut terms = steam_terms(start);
+    // Money flows into a pool only once every member has joined it.
+    terms.gain_pool = Some(pool);
+    park.rejected(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: terms.clone(),
+        },
+        AppError::PoolNotActive {
+            pool,
+            waiting: vec!["city".into(), "power".into()],
+        },
+    );
+    park.ok("city", TxKind::JoinPool { pool });
+    park.ok("power", TxKind::JoinPool { pool });
     terms.gain_pool = Some(Hash::ZERO);
     park.rejected(
         "power-op",
@@ -1653,7 +2016,7 @@ fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
     terms.gain_pool = Some(pool);
     let id = signed_contract(&mut park, terms);
     park.advance_to(start);
-    meter(&mut park, id, 0, 100_000, 100_000, None);
+    meter(&mut park, id, 0, 100_000, 100_000, Some(100_000));
     park.advance_to(start + HOUR);
     park.ok(
         "pharma-op",
@@ -1669,6 +2032,9 @@ fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
     assert_eq!(exec::balance(&park.state, &firm("power")), 0);
     park.advance_to(park.time_ms + DAY);
     park.ok("city-op", TxKind::SplitPool { pool, period: 0 });
+    let record = pool_record(&park, pool, 0);
+    assert_eq!(record.gain_net, 900_000);
+    assert!(record.postings.is_empty());
     assert_eq!(exec::balance(&park.state, &firm("power")), 540_000);
     assert_eq!(exec::balance(&park.state, &firm("city")), 360_000);
     assert_eq!(exec::balance(&park.state, &Account::Pool(pool)), 0);
@@ -1677,5 +2043,19 @@ fn a_contract_with_a_gain_sharing_pool_pays_into_the_pool() {
     assert_eq!(
         exec::avoided_grams(&park.state, &AvoidedAccount::Firm("power".into())),
         5_600_000
+    );
+    // Its operator acknowledges the consumer's payment into the pool.
+    park.ok(
+        "power-op",
+        TxKind::AcknowledgePayment {
+            payer: firm("pharma"),
+            payee: Account::Pool(pool),
+            amount: 900_000,
+        },
+    );
+    assert_eq!(balance_sum(&park), 0);
+    assert_eq!(
+        exec::obligation(&park.state, &firm("pharma"), &Account::Pool(pool)),
+        0
     );
 }

@@ -10,7 +10,7 @@ use app_support::*;
 use proptest::prelude::*;
 use symbiont_contracts::exec::{self, BlockInfo};
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::state::Key;
+use symbiont_contracts::state::{Key, PoolPeriod};
 use symbiont_contracts::tx::{Account, SignedTx, TxKind};
 
 #[derive(Debug, Clone)]
@@ -50,6 +50,15 @@ enum Op {
     PoolSplit {
         period: u32,
     },
+    /// Object to the `which`-th posting so far (modulo their number).
+    PoolObject {
+        member: usize,
+        which: usize,
+    },
+    PoolResolve {
+        which: usize,
+        accept: bool,
+    },
     Terminate {
         by_supplier: bool,
     },
@@ -86,6 +95,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (0..3usize, period(), money())
             .prop_map(|(member, period, amount)| Op::PoolPost { member, period, amount }),
         5 => period().prop_map(|period| Op::PoolSplit { period }),
+        4 => (0..3usize, any::<usize>()).prop_map(|(member, which)| Op::PoolObject { member, which }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(which, accept)| Op::PoolResolve { which, accept }),
         // Rarely: termination voids the later periods.
         1 => any::<bool>().prop_map(|by_supplier| Op::Terminate { by_supplier }),
     ]
@@ -96,6 +107,8 @@ struct World {
     park: Park,
     contract: Hash,
     pool: Hash,
+    /// (period, tx id) of every pool posting applied so far.
+    postings: Vec<(u32, Hash)>,
 }
 
 /// The park, its contract and its pool, built once and cloned per case.
@@ -121,10 +134,14 @@ fn build_world() -> World {
             period_ms: HOUR,
         },
     );
+    for member in MEMBERS {
+        park.ok(member, TxKind::JoinPool { pool });
+    }
     World {
         park,
         contract,
         pool,
+        postings: Vec::new(),
     }
 }
 
@@ -213,12 +230,52 @@ fn to_tx(world: &World, op: &Op) -> (String, TxKind) {
             );
         }
         Op::PoolSplit { period } => ("city-op", TxKind::SplitPool { pool, period }),
+        Op::PoolObject { member, which } => {
+            let (period, posting) = pick_posting(world, which);
+            return (
+                format!("{}-op", MEMBERS[member]),
+                TxKind::ObjectPoolAmount {
+                    pool,
+                    period,
+                    posting,
+                },
+            );
+        }
+        Op::PoolResolve { which, accept } => {
+            let (period, posting) = pick_posting(world, which);
+            (
+                "hub-op",
+                TxKind::ResolvePoolObjection {
+                    pool,
+                    period,
+                    posting,
+                    accept,
+                },
+            )
+        }
         Op::Terminate { by_supplier } => (
             if by_supplier { "power-op" } else { "pharma-op" },
             TxKind::Terminate { contract },
         ),
     };
     (signer.to_string(), kind)
+}
+
+/// One of the postings so far (or none yet: an unknown one).
+fn pick_posting(world: &World, which: usize) -> (u32, Hash) {
+    if world.postings.is_empty() {
+        return (0, Hash::ZERO);
+    }
+    world.postings[which % world.postings.len()]
+}
+
+/// Remember the pool postings a block applied, for later objections.
+fn note_postings(world: &mut World, txs: &[SignedTx], outcome: &exec::BlockOutcome) {
+    for (tx, (_, result)) in txs.iter().zip(&outcome.results) {
+        if let (TxKind::PostPoolAmount { period, .. }, Ok(())) = (&tx.body.kind, result) {
+            world.postings.push((*period, tx.id()));
+        }
+    }
 }
 
 fn build_block(world: &World, ops: &[Op]) -> Vec<SignedTx> {
@@ -246,6 +303,29 @@ fn check_ledger_invariants(world: &World) -> Result<(), TestCaseError> {
             prop_assert!(exec::obligation(&world.park.state, &debtor, &creditor) > 0);
         }
     }
+    // Every split pool period's parts add up to its whole: the gain-sharing
+    // net plus the postings that count.
+    for period in 0..4u32 {
+        let record: Option<PoolPeriod> = world.park.state.get(&Key::PoolPeriod {
+            pool: world.pool,
+            period,
+        });
+        if let Some(PoolPeriod {
+            gain_net,
+            split: Some(parts),
+            postings,
+        }) = record
+        {
+            let whole: i128 = gain_net as i128
+                + postings
+                    .iter()
+                    .filter(|p| p.status.counts())
+                    .map(|p| p.amount as i128)
+                    .sum::<i128>();
+            let sum: i128 = parts.iter().map(|(_, part)| *part as i128).sum();
+            prop_assert_eq!(sum, whole);
+        }
+    }
     Ok(())
 }
 
@@ -268,6 +348,7 @@ proptest! {
             let twin_outcome = exec::execute_block(&mut twin, &info, &txs).unwrap();
             let outcome = world.park.block_at(info.time_ms, &txs);
             prop_assert_eq!(&outcome, &twin_outcome);
+            note_postings(&mut world, &txs, &outcome);
             prop_assert!(twin.records() == world.park.state.records());
             check_ledger_invariants(&world)?;
         }
@@ -289,10 +370,19 @@ fn the_random_workload_does_settle_and_clear_obligations() {
             period: 0,
             quantity: 90_000,
         },
+        Op::Check {
+            period: 0,
+            quantity: 90_000,
+        },
         Op::PoolPost {
             member: 0,
             period: 0,
             amount: 1_001,
+        },
+        Op::PoolPost {
+            member: 1,
+            period: 0,
+            amount: 5_000,
         },
     ];
     let txs = build_block(&world, &ops);
@@ -302,6 +392,17 @@ fn the_random_workload_does_settle_and_clear_obligations() {
         "{:?}",
         outcome.results
     );
+    note_postings(&mut world, &txs, &outcome);
+    // Power objects to pharma's posting: it stays out of the split.
+    let txs = build_block(
+        &world,
+        &[Op::PoolObject {
+            member: 2,
+            which: 1,
+        }],
+    );
+    let outcome = world.park.block_at(contract_start + 1_000, &txs);
+    assert_eq!(outcome.results[0].1, Ok(()));
     let ops = [
         Op::Settle {
             period: 0,
@@ -316,6 +417,16 @@ fn the_random_workload_does_settle_and_clear_obligations() {
         "{:?}",
         outcome.results
     );
+    let record: PoolPeriod = world
+        .park
+        .state
+        .get(&Key::PoolPeriod {
+            pool: world.pool,
+            period: 0,
+        })
+        .unwrap();
+    let parts: i64 = record.split.unwrap().iter().map(|(_, part)| part).sum();
+    assert_eq!(parts, 1_001);
     let txs = build_block(
         &world,
         &[Op::Acknowledge {

@@ -222,6 +222,24 @@ impl Park {
         }
     }
 
+    /// Like [`Park::rejected`], but the expected failure is given by its
+    /// receipt code only (for tests that name no error variant).
+    pub fn rejected_code(&mut self, signer: &str, kind: TxKind, code: &str) {
+        let before = self.snapshot();
+        let signer_key = public(signer);
+        let nonce_before = self.nonce_of(&signer_key);
+        let (id, result) = self.run(signer, kind.clone());
+        let error = result.expect_err(&format!("{signer} {kind:?} must fail with {code}"));
+        assert_eq!(error.code(), code, "{signer} {kind:?}: {error}");
+        assert!(
+            self.snapshot() == before,
+            "a failed transaction changed the state: {kind:?}"
+        );
+        assert_eq!(self.nonce_of(&signer_key), nonce_before + 1);
+        let receipt = exec::receipt(&self.state, &id).expect("a receipt");
+        assert_eq!(receipt.error.as_deref(), Some(code));
+    }
+
     /// Authorize the operator and meter keys the scenarios use:
     /// "<firm>-op" and "<firm>-meter", "<firm>-check".
     pub fn with_staff(mut self) -> Park {
