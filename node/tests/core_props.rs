@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use symbiont_node::consensus::core::{Core, Input, Output, Params};
+use symbiont_node::consensus::core::{Core, Input, Output, Params, Validity};
 use symbiont_node::consensus::{
     Context, Height, Proposal, Round, Timeout, TimeoutKind, ValidatorSet, Vote, VoteType,
 };
@@ -41,8 +41,8 @@ fn value() -> impl Strategy<Value = String> {
 fn input() -> impl Strategy<Value = Input<Colors>> {
     let round = 0u32..4;
     prop_oneof![
-        1 => (round.clone(), value(), proptest::option::of(0u32..4), any::<bool>()).prop_map(
-            |(round, value, valid_round, valid)| Input::Proposal {
+        1 => (round.clone(), value(), proptest::option::of(0u32..4), 0u8..3).prop_map(
+            |(round, value, valid_round, validity)| Input::Proposal {
                 proposal: Proposal {
                     height: 1,
                     round,
@@ -50,7 +50,7 @@ fn input() -> impl Strategy<Value = Input<Colors>> {
                     valid_round,
                     proposer: rotating(1, round),
                 },
-                valid,
+                validity: [Validity::Invalid, Validity::Untimely, Validity::Valid][validity as usize],
             }
         ),
         4 => (1u8..=4, round.clone(), any::<bool>(), proptest::option::of(value())).prop_map(
@@ -93,8 +93,8 @@ proptest! {
                         decisions += 1;
                         prop_assert!(precommits.len() >= 3);
                         let proposed = fed.iter().any(|i| matches!(i,
-                            Input::Proposal { proposal, valid: true }
-                                if proposal.round == *round && proposal.value == *value)
+                            Input::Proposal { proposal, validity }
+                                if validity.is_valid() && proposal.round == *round && proposal.value == *value)
                             || matches!(i, Input::ProposeValue { round: r, value: v, .. }
                                 if *r == *round && v == value));
                         prop_assert!(proposed, "decided {} in round {} without a valid proposal", value, round);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use symbiont_node::consensus::core::Params;
+use symbiont_node::consensus::core::{Params, Validity};
 use symbiont_node::consensus::engine::{Engine, EngineInput, EngineOutput};
 use symbiont_node::consensus::proposer::{ProposerSelector, WeightedRoundRobin};
 use symbiont_node::consensus::signed::{CommitCertificate, Message, SignedVote, vote_sign_bytes};
@@ -139,7 +139,7 @@ fn conflicting_votes_become_verifiable_evidence_once() {
         })
         .collect();
     assert_eq!(evidence.len(), 1);
-    assert_eq!(evidence[0].verify(CHAIN, &validators()), Ok(()));
+    assert_eq!(evidence[0].verify(CHAIN, &validators(), 1), Ok(()));
     assert_eq!(evidence[0].first.vote.validator, other);
     let out = engine
         .handle(EngineInput::Vote(vote(
@@ -161,7 +161,8 @@ fn block() -> SimBlock {
         height: 1,
         proposer: 0,
         payload: 5,
-        last_commit: vec![],
+        time_ms: 1,
+        last_commit: None,
     }
 }
 
@@ -317,12 +318,12 @@ fn a_proposer_cannot_grow_the_wal_without_bound() {
         };
         let signature = sim_sign(proposer, &proposal_sign_bytes(CHAIN, &proposal));
         engine
-            .handle(EngineInput::Proposal {
+            .handle(EngineInput::ProposalVerdict {
                 proposal: SignedProposal {
                     proposal,
                     signature,
                 },
-                valid: true,
+                validity: Validity::Valid,
             })
             .unwrap();
         sizes.push(wal.0.lock().unwrap().bytes.len());

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use symbiont_node::consensus::core::Params;
+use symbiont_node::consensus::core::{Params, Validity};
 use symbiont_node::consensus::engine::{Engine, EngineInput, EngineOutput};
 use symbiont_node::consensus::proposer::{ProposerSelector, WeightedRoundRobin};
 use symbiont_node::consensus::signed::{
@@ -52,6 +52,9 @@ impl WalStorage for CrashingWal {
     fn read_all(&mut self) -> Result<Vec<u8>, WalError> {
         self.inner.read_all()
     }
+    fn synced_len(&mut self) -> Result<usize, WalError> {
+        self.inner.synced_len()
+    }
 }
 
 /// Sign-state storage that dies at the n-th save, and checks the
@@ -70,9 +73,10 @@ impl CrashingStore {
     fn assert_in_durable_wal(&self, state: &SignState<C>) {
         let durable = {
             let wal = self.wal.0.lock().unwrap();
+            // On the disk, whatever happens next (a crash keeps it).
             wal.bytes[..wal.durable_len].to_vec()
         };
-        let entries = decode_log::<C>(&durable)
+        let entries = decode_log::<C>(&durable, durable.len())
             .expect("durable WAL decodes")
             .entries;
         let recorded = entries.iter().any(|entry| match entry {
@@ -129,7 +133,8 @@ fn block(payload: u64) -> SimBlock {
         height: 1,
         proposer: 0,
         payload,
-        last_commit: vec![],
+        time_ms: 1,
+        last_commit: None,
     }
 }
 
@@ -166,12 +171,12 @@ fn script() -> Script {
             proposer,
         };
         let signature = sim_sign(proposer, &proposal_sign_bytes(CHAIN, &proposal));
-        EngineInput::Proposal {
+        EngineInput::ProposalVerdict {
             proposal: SignedProposal {
                 proposal,
                 signature,
             },
-            valid: true,
+            validity: Validity::Valid,
         }
     };
     let vote = |who: u16, round, vote_type, value: Option<u64>| {

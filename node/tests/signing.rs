@@ -5,8 +5,8 @@ use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::Keypair;
 use symbiont_node::consensus::ed25519::{Ed25519Context, KeypairSigner};
 use symbiont_node::consensus::signed::{
-    CertificateError, CommitCertificate, DuplicateVoteEvidence, EvidenceError, SignedVote,
-    proposal_sign_bytes, vote_sign_bytes,
+    CertificateError, CommitCertificate, DuplicateVoteEvidence, EvidenceError,
+    MAX_EVIDENCE_AGE_HEIGHTS, SignedVote, proposal_sign_bytes, vote_sign_bytes,
 };
 use symbiont_node::consensus::signer::{FileStore, SignError, SignGuard, SignStateStore, SignStep};
 use symbiont_node::consensus::{Proposal, ValidatorSet, Vote, VoteType};
@@ -135,23 +135,43 @@ fn evidence_verifies_alone_and_is_canonical() {
     let a = signed(3, precommit(3, Hash([1; 32])));
     let b = signed(3, precommit(3, Hash([2; 32])));
     let evidence = DuplicateVoteEvidence::new(a.clone(), b.clone());
-    assert_eq!(evidence.verify(CHAIN, &validators), Ok(()));
+    assert_eq!(evidence.verify(CHAIN, &validators, 7), Ok(()));
     assert_eq!(evidence, DuplicateVoteEvidence::new(b.clone(), a.clone()));
     assert_eq!(
-        DuplicateVoteEvidence::new(a.clone(), a.clone()).verify(CHAIN, &validators),
+        DuplicateVoteEvidence::new(a.clone(), a.clone()).verify(CHAIN, &validators, 7),
         Err(EvidenceError::SameValue)
     );
     let other = signed(2, precommit(2, Hash([2; 32])));
     assert_eq!(
-        DuplicateVoteEvidence::new(a.clone(), other).verify(CHAIN, &validators),
+        DuplicateVoteEvidence::new(a.clone(), other).verify(CHAIN, &validators, 7),
         Err(EvidenceError::NotSameSlot)
     );
     let mut forged = b.clone();
     forged.signature = a.signature;
     assert_eq!(
-        DuplicateVoteEvidence::new(a, forged).verify(CHAIN, &validators),
+        DuplicateVoteEvidence::new(a.clone(), forged).verify(CHAIN, &validators, 7),
         Err(EvidenceError::BadSignature)
     );
+    // One equivocation, one encoding: the other order is refused.
+    let swapped = DuplicateVoteEvidence {
+        first: evidence.second.clone(),
+        second: evidence.first.clone(),
+    };
+    assert_eq!(
+        swapped.verify(CHAIN, &validators, 7),
+        Err(EvidenceError::NotCanonical)
+    );
+    // Bounded age: from its own height up to MAX_EVIDENCE_AGE_HEIGHTS later.
+    let oldest_ok = 7 + MAX_EVIDENCE_AGE_HEIGHTS;
+    assert_eq!(evidence.verify(CHAIN, &validators, oldest_ok), Ok(()));
+    assert!(matches!(
+        evidence.verify(CHAIN, &validators, oldest_ok + 1),
+        Err(EvidenceError::OutOfRange { evidence: 7, .. })
+    ));
+    assert!(matches!(
+        evidence.verify(CHAIN, &validators, 6),
+        Err(EvidenceError::OutOfRange { evidence: 7, .. })
+    ));
 }
 
 fn guard(path: &std::path::Path) -> SignGuard<C> {

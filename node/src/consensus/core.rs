@@ -17,6 +17,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::keeper::{MAX_ROUND_LOOKAHEAD, OnceRule, VoteKeeper};
 use super::proposer::ProposerSelector;
 use super::types::{
@@ -27,6 +29,10 @@ use super::types::{
 /// A proposer may send this many different proposals in one round before we
 /// stop storing more (a Byzantine proposer could send any number).
 pub const MAX_PROPOSALS_PER_ROUND: usize = 4;
+
+/// Rounds whose proposer the core remembers (the lookahead window and then
+/// some); beyond it the cache starts over.
+const PROPOSER_CACHE_ROUNDS: usize = 2 * MAX_ROUND_LOOKAHEAD as usize;
 
 /// Timeouts: `base + delta * (round + level)` milliseconds, where `level`
 /// adapts to the rounds recent heights needed (see `Core::adapt`).
@@ -56,19 +62,48 @@ impl Default for Params {
     }
 }
 
+/// The application's verdict on a proposed value, evaluated when the
+/// proposal is processed for its own height (the host can then check the
+/// block against the state it builds on, and its time against the clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Validity {
+    /// `valid(v)` is false: never prevoted, locked on or decided.
+    Invalid,
+    /// Valid, but its time is further from our clock than the allowed
+    /// drift. Timeliness is a prevote rule only: we do not prevote it as a
+    /// fresh proposal (L22), but it may be prevoted as a re-proposal with a
+    /// polka (L28), locked on (L36) and decided on 2f+1 precommits (L49),
+    /// like any valid value; otherwise a value others decided could never
+    /// be decided here once the clock moved on.
+    Untimely,
+    /// Valid and timely.
+    Valid,
+}
+
+impl Validity {
+    /// `valid(v)` of the paper (timeliness aside).
+    pub fn is_valid(self) -> bool {
+        self != Validity::Invalid
+    }
+}
+
 /// What the core is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input<C: Context> {
     /// Start `height` at round 0 (L10/L11). `excluded_proposers` comes from
-    /// the chain (`proposer::absent_validators`).
+    /// the chain (`proposer::excluded_proposers`).
     StartHeight {
         height: Height,
         validators: ValidatorSet<C>,
         excluded_proposers: Vec<C::Address>,
     },
     /// A proposal whose signature was checked, with the application's
-    /// verdict `valid(v)`.
-    Proposal { proposal: Proposal<C>, valid: bool },
+    /// verdict. The same proposal again with a better verdict replaces the
+    /// first (a host that could not check it yet must not fix it invalid).
+    Proposal {
+        proposal: Proposal<C>,
+        validity: Validity,
+    },
     /// A vote whose signature was checked.
     Vote(Vote<C>),
     /// The application's answer to `Output::RequestValue` (`getValue()`).
@@ -79,6 +114,10 @@ pub enum Input<C: Context> {
     },
     /// A timeout scheduled earlier has elapsed.
     Timeout(Timeout),
+    /// Validators with more than 1/3 of the power have voted in rounds of
+    /// `round` or later (L55 generalised; seen by the signed layer, which
+    /// also sees votes beyond the lookahead window): go to `round`.
+    JumpToRound { height: Height, round: Round },
 }
 
 /// What the core asks the host to do, in order.
@@ -121,7 +160,7 @@ pub struct Core<C: Context> {
     locked: Option<(Round, C::Value)>,
     valid: Option<(Round, C::Value)>,
     /// Proposals from the right proposer, per round, in arrival order.
-    proposals: BTreeMap<Round, Vec<(Proposal<C>, bool)>>,
+    proposals: BTreeMap<Round, Vec<(Proposal<C>, Validity)>>,
     keeper: VoteKeeper<C>,
     decision: Option<(Round, C::Value)>,
     /// Whether we already proposed in the current round.
@@ -129,7 +168,8 @@ pub struct Core<C: Context> {
     /// Adaptive part of the timeouts.
     timeout_level: u32,
     /// Proposers of this height by round (selection may cost up to a
-    /// rotation period per call, and every proposal asks).
+    /// rotation period per call, and every proposal and round asks).
+    /// Bounded by `PROPOSER_CACHE_ROUNDS`.
     proposer_cache: std::cell::RefCell<BTreeMap<Round, C::Address>>,
     /// Test-only broken rule: prevote for a proposal regardless of the lock.
     #[cfg(test)]
@@ -208,14 +248,23 @@ impl<C: Context> Core<C> {
         &self.excluded_proposers
     }
 
-    /// The proposer of `round` at the current height.
+    /// The proposer of `round` at the current height (cached per height).
     pub fn proposer(&self, round: Round) -> C::Address {
-        self.selector.proposer(
+        if let Some(address) = self.proposer_cache.borrow().get(&round) {
+            return address.clone();
+        }
+        let address = self.selector.proposer(
             &self.validators,
             self.height,
             round,
             &self.excluded_proposers,
-        )
+        );
+        let mut cache = self.proposer_cache.borrow_mut();
+        if cache.len() >= PROPOSER_CACHE_ROUNDS {
+            cache.clear();
+        }
+        cache.insert(round, address.clone());
+        address
     }
 
     /// Feeds one input; returns the outputs to execute in order.
@@ -227,7 +276,7 @@ impl<C: Context> Core<C> {
                 validators,
                 excluded_proposers,
             } => self.start_height(height, validators, excluded_proposers, &mut out)?,
-            Input::Proposal { proposal, valid } => self.record_proposal(proposal, valid),
+            Input::Proposal { proposal, validity } => self.record_proposal(proposal, validity),
             Input::Vote(vote) => self.record_vote(vote, &mut out),
             Input::ProposeValue {
                 height,
@@ -235,6 +284,11 @@ impl<C: Context> Core<C> {
                 value,
             } => self.on_value(height, round, value, &mut out),
             Input::Timeout(timeout) => self.on_timeout(timeout, &mut out)?,
+            Input::JumpToRound { height, round } => {
+                if height == self.height && round > self.round && self.is_active() {
+                    self.start_round(round, &mut out)?;
+                }
+            }
         }
         self.drive(&mut out)?;
         Ok(out)
@@ -300,7 +354,7 @@ impl<C: Context> Core<C> {
         };
         self.proposed = true;
         // Our own proposal is valid by construction.
-        self.record_proposal(proposal.clone(), true);
+        self.record_proposal(proposal.clone(), Validity::Valid);
         out.push(Output::Propose(proposal));
     }
 
@@ -322,7 +376,7 @@ impl<C: Context> Core<C> {
         self.propose(value, None, out);
     }
 
-    fn record_proposal(&mut self, proposal: Proposal<C>, valid: bool) {
+    fn record_proposal(&mut self, proposal: Proposal<C>, validity: Validity) {
         if proposal.height != self.height
             || proposal.round > self.round.saturating_add(MAX_ROUND_LOOKAHEAD)
             || proposal.valid_round.is_some_and(|vr| vr >= proposal.round)
@@ -331,10 +385,17 @@ impl<C: Context> Core<C> {
             return;
         }
         let list = self.proposals.entry(proposal.round).or_default();
-        if list.len() >= MAX_PROPOSALS_PER_ROUND || list.iter().any(|(p, _)| *p == proposal) {
+        if let Some((_, known)) = list.iter_mut().find(|(p, _)| *p == proposal) {
+            // The verdict of a value at its height does not change, but a
+            // host may have answered before it could check: a better
+            // verdict replaces a worse one, never the other way round.
+            *known = (*known).max(validity);
             return;
         }
-        list.push((proposal, valid));
+        if list.len() >= MAX_PROPOSALS_PER_ROUND {
+            return;
+        }
+        list.push((proposal, validity));
     }
 
     fn record_vote(&mut self, vote: Vote<C>, out: &mut Vec<Output<C>>) {
@@ -473,7 +534,11 @@ impl<C: Context> Core<C> {
     }
 
     /// The first proposal of `round` whose value has id `value_id`.
-    fn proposal_with(&self, round: Round, value_id: &C::ValueId) -> Option<&(Proposal<C>, bool)> {
+    fn proposal_with(
+        &self,
+        round: Round,
+        value_id: &C::ValueId,
+    ) -> Option<&(Proposal<C>, Validity)> {
         self.proposals
             .get(&round)?
             .iter()
@@ -483,10 +548,11 @@ impl<C: Context> Core<C> {
     /// L49: a proposal of any round with 2f+1 precommits for its value.
     fn rule_decide(&mut self, out: &mut Vec<Output<C>>) -> bool {
         for (round, value_id) in self.keeper.rounds_with_precommit_quorum() {
-            let Some((proposal, valid)) = self.proposal_with(round, &value_id) else {
+            let Some((proposal, validity)) = self.proposal_with(round, &value_id) else {
                 continue;
             };
-            if !*valid {
+            // L49 asks valid(v) only: the drift rule is for prevoting.
+            if !validity.is_valid() {
                 continue;
             }
             let value = proposal.value.clone();
@@ -523,7 +589,7 @@ impl<C: Context> Core<C> {
         if self.step != Step::Propose {
             return false;
         }
-        let Some((proposal, valid)) = self
+        let Some((proposal, validity)) = self
             .proposals
             .get(&self.round)
             .and_then(|list| list.iter().find(|(p, _)| p.valid_round.is_none()))
@@ -537,7 +603,8 @@ impl<C: Context> Core<C> {
                 .as_ref()
                 .is_some_and(|(_, v)| *v == proposal.value)
             || self.lock_ignored();
-        let vote = (valid && unlocked).then(|| C::value_id(&proposal.value));
+        // A fresh value must also be timely.
+        let vote = (validity == Validity::Valid && unlocked).then(|| C::value_id(&proposal.value));
         self.cast_vote(VoteType::Prevote, vote, out);
         self.step = Step::Prevote;
         true
@@ -563,7 +630,7 @@ impl<C: Context> Core<C> {
                 })
                 .cloned()
         });
-        let Some((proposal, valid)) = found else {
+        let Some((proposal, validity)) = found else {
             return false;
         };
         let valid_round = proposal.valid_round.expect("filtered above");
@@ -573,7 +640,9 @@ impl<C: Context> Core<C> {
                 *locked_round <= valid_round || *locked_value == proposal.value
             }
         } || self.lock_ignored();
-        let vote = (valid && unlocked).then(|| C::value_id(&proposal.value));
+        // A re-proposal carries the time 2f+1 prevoted in `valid_round`:
+        // it is not judged against our clock again.
+        let vote = (validity.is_valid() && unlocked).then(|| C::value_id(&proposal.value));
         self.cast_vote(VoteType::Prevote, vote, out);
         self.step = Step::Prevote;
         true
@@ -588,9 +657,12 @@ impl<C: Context> Core<C> {
         let Some(value_id) = self.keeper.quorum_value(self.round, VoteType::Prevote) else {
             return false;
         };
-        let Some((proposal, true)) = self.proposal_with(self.round, &value_id).cloned() else {
+        let Some((proposal, validity)) = self.proposal_with(self.round, &value_id).cloned() else {
             return false;
         };
+        if !validity.is_valid() {
+            return false;
+        }
         self.keeper.fire_once(self.round, OnceRule::Lock);
         if self.step == Step::Prevote {
             self.locked = Some((self.round, proposal.value.clone()));

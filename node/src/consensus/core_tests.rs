@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::core::{Core, Input, Output, Params};
+use super::core::{Core, Input, Output, Params, Validity};
 use super::types::*;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,11 @@ fn proposal(round: Round, value: &str, valid_round: Option<Round>, valid: bool) 
             valid_round,
             proposer: rotating(H, round),
         },
-        valid,
+        validity: if valid {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        },
     }
 }
 
@@ -211,7 +215,7 @@ fn l22_ignores_proposal_from_wrong_proposer() {
                 valid_round: None,
                 proposer: v(3),
             },
-            valid: true,
+            validity: Validity::Valid,
         }],
     );
     assert!(votes_in(&out).is_empty());
@@ -716,7 +720,7 @@ fn timeouts_adapt_to_the_rounds_heights_need() {
                     valid_round: None,
                     proposer: rotating(H, 2),
                 },
-                valid: true,
+                validity: Validity::Valid,
             },
             precommit(1, 2, Some("red")),
             precommit(3, 2, Some("red")),
@@ -745,7 +749,7 @@ fn timeouts_adapt_to_the_rounds_heights_need() {
                         valid_round: None,
                         proposer: rotating(height, 0),
                     },
-                    valid: true,
+                    validity: Validity::Valid,
                 },
                 Input::Vote(Vote {
                     height,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use symbiont_contracts::codec;
 
-use super::core::{Core, Input, MAX_PROPOSALS_PER_ROUND, Output, Params};
+use super::core::{Core, Input, MAX_PROPOSALS_PER_ROUND, Output, Params, Validity};
 use super::keeper::{MAX_ROUND_LOOKAHEAD, MAX_VOTES_PER_SLOT};
 use super::proposer::ProposerSelector;
 use super::signed::{
@@ -24,8 +24,10 @@ use super::signer::{Prepared, SignError, SignGuard, SignState, SignStep, StoreEr
 use super::types::{ConsensusError, Context, Height, Round, Timeout, ValidatorSet, VoteType};
 use super::wal::{Wal, WalEntry, WalError, WalStorage};
 
-/// Messages for the next height kept until it starts.
-pub const MAX_FUTURE_MESSAGES: usize = 1024;
+/// Messages for the next height kept per validator until it starts (its
+/// proposal and votes of the first rounds). Counted per validator, after
+/// the signature is checked, so nobody can crowd out another's messages.
+pub const MAX_FUTURE_MESSAGES_PER_VALIDATOR: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineInput<C: Context> {
@@ -34,10 +36,16 @@ pub enum EngineInput<C: Context> {
         validators: ValidatorSet<C>,
         excluded_proposers: Vec<C::Address>,
     },
-    /// A proposal from the network with the application's verdict.
-    Proposal {
+    /// A proposal from the network. If it is for the current height and
+    /// new, the engine asks for its verdict (`EngineOutput::CheckProposal`);
+    /// for the next height it waits, checked, until that height starts.
+    Proposal(SignedProposal<C>),
+    /// The application's verdict on a proposal the engine handed out with
+    /// `CheckProposal`, evaluated for the current height (or a better
+    /// verdict on one it judged before).
+    ProposalVerdict {
         proposal: SignedProposal<C>,
-        valid: bool,
+        validity: Validity,
     },
     Vote(SignedVote<C>),
     /// A decided value and its certificate, from a peer (catch-up).
@@ -65,19 +73,24 @@ pub enum EngineOutput<C: Context> {
         height: Height,
         round: Round,
     },
+    /// Evaluate this proposal's value for the current height (header, time
+    /// against the local clock, execution) and answer with
+    /// `EngineInput::ProposalVerdict`. Its signature is checked.
+    CheckProposal(SignedProposal<C>),
     /// Commit `value` (durably), then send `StartHeight` for the next height.
     Decided {
         value: C::Value,
         certificate: CommitCertificate<C>,
     },
     Evidence(DuplicateVoteEvidence<C>),
-    /// `peer` sent a message for `height`, which we have decided: send it
-    /// that height's commit.
+    /// `peer` signed a message for `height`, which we have decided: send it
+    /// that height's commit. (Only after its signature checked out, so a
+    /// forged message cannot aim our commits at someone else.)
     PeerBehind {
         peer: C::Address,
         height: Height,
     },
-    /// `peer` sent a message for `height`, above ours: ask it for the
+    /// `peer` signed a message for `height`, above ours: ask it for the
     /// commits we miss (the host rate-limits these requests).
     PeerAhead {
         peer: C::Address,
@@ -110,17 +123,28 @@ pub struct Engine<C: Context> {
     votes: BTreeMap<(Round, VoteType, C::Address), Vec<SignedVote<C>>>,
     /// Slots already reported as equivocation.
     equivocations: BTreeSet<(Round, VoteType, C::Address)>,
-    /// Hashes of proposals seen at this height, by round (at most
-    /// `MAX_PROPOSALS_PER_ROUND` per round, as the core keeps).
-    proposals_seen: BTreeSet<(Round, [u8; 32])>,
+    /// Proposals seen at this height by round and hash (at most
+    /// `MAX_PROPOSALS_PER_ROUND` per round, as the core keeps), with the
+    /// verdict given to the core (`None`: asked for, not answered yet).
+    proposals_seen: BTreeMap<(Round, [u8; 32]), Option<Validity>>,
+    /// The highest round each validator signed a vote in at this height,
+    /// including rounds beyond the lookahead window (whose votes are not
+    /// kept): one entry per validator. With more than 1/3 of the power at
+    /// round r or later, we go to r (L55), however far behind we are.
+    highest_rounds: BTreeMap<C::Address, Round>,
     /// Messages we signed at this height.
     own: BTreeMap<(Round, SignStep), Message<C>>,
-    /// Inputs for the next height.
-    future: Vec<EngineInput<C>>,
+    /// Verified messages for the next height, with their signer.
+    future: Vec<(C::Address, EngineInput<C>)>,
     decided: bool,
     replaying: bool,
     /// Signatures the guard refused (expected only after a crash).
     pub refused_signatures: u64,
+    /// Test-only: the old behaviour, votes beyond the lookahead window
+    /// dropped and no L55 across rounds (so the simulator shows what it
+    /// cost).
+    #[cfg(test)]
+    pub(crate) drop_far_votes: bool,
 }
 
 impl<C: Context> Engine<C> {
@@ -158,12 +182,15 @@ impl<C: Context> Engine<C> {
             wal,
             votes: BTreeMap::new(),
             equivocations: BTreeSet::new(),
-            proposals_seen: BTreeSet::new(),
+            proposals_seen: BTreeMap::new(),
+            highest_rounds: BTreeMap::new(),
             own: BTreeMap::new(),
             future: Vec::new(),
             decided: false,
             replaying: false,
             refused_signatures: 0,
+            #[cfg(test)]
+            drop_far_votes: false,
         };
         let mut entries = replay.entries.into_iter();
         let resumable = matches!(
@@ -210,7 +237,13 @@ impl<C: Context> Engine<C> {
         let mut out = engine.start_height(height, validators, excluded_proposers)?;
         for entry in rest {
             let input = match entry {
-                WalEntry::Proposal { proposal, valid } => EngineInput::Proposal { proposal, valid },
+                WalEntry::Proposal { proposal, validity } => {
+                    EngineInput::ProposalVerdict { proposal, validity }
+                }
+                WalEntry::JumpToRound { height, round } => {
+                    engine.jump_to_round(height, round, &mut out)?;
+                    continue;
+                }
                 WalEntry::Vote(vote) => EngineInput::Vote(vote),
                 WalEntry::ProposeValue {
                     height,
@@ -265,13 +298,21 @@ impl<C: Context> Engine<C> {
                 excluded_proposers,
             } => {
                 out = self.start_height(height, validators, excluded_proposers)?;
-                for input in std::mem::take(&mut self.future) {
-                    out.extend(self.handle(input)?);
+                // Checked when they were buffered: not verified again.
+                for (_, input) in std::mem::take(&mut self.future) {
+                    match input {
+                        EngineInput::Vote(vote) => self.on_vote(vote, true, &mut out)?,
+                        EngineInput::Proposal(proposal) => {
+                            self.on_proposal(proposal, true, &mut out)
+                        }
+                        _ => {}
+                    }
                 }
             }
-            EngineInput::Vote(vote) => self.on_vote(vote, &mut out)?,
-            EngineInput::Proposal { proposal, valid } => {
-                self.on_proposal(proposal, valid, &mut out)?
+            EngineInput::Vote(vote) => self.on_vote(vote, false, &mut out)?,
+            EngineInput::Proposal(proposal) => self.on_proposal(proposal, false, &mut out),
+            EngineInput::ProposalVerdict { proposal, validity } => {
+                self.on_verdict(proposal, validity, &mut out)?
             }
             EngineInput::Commit { value, certificate } => {
                 self.on_commit(value, certificate, &mut out)
@@ -353,8 +394,9 @@ impl<C: Context> Engine<C> {
         self.votes.clear();
         self.equivocations.clear();
         self.proposals_seen.clear();
+        self.highest_rounds.clear();
         self.decided = false;
-        self.future.retain(|i| input_height(i) == Some(height));
+        self.future.retain(|(_, i)| input_height(i) == Some(height));
         let outputs = self.core.handle(Input::StartHeight {
             height,
             validators,
@@ -365,60 +407,74 @@ impl<C: Context> Engine<C> {
         Ok(out)
     }
 
-    /// Routes by height: the current one is processed, the next one is
-    /// buffered, an older one tells us the sender is behind.
+    /// Routes a message by height. The current height is processed
+    /// (`true`). Any other height is acted on only once the signature
+    /// checks out: the next height's messages wait (a few per validator),
+    /// an older height tells us the signer is behind, a higher one that we
+    /// are.
     fn route(
         &mut self,
         height: Height,
-        sender: &C::Address,
-        input: &EngineInput<C>,
+        signer: &C::Address,
+        verify: impl FnOnce() -> bool,
+        input: impl FnOnce() -> EngineInput<C>,
         out: &mut Vec<EngineOutput<C>>,
     ) -> bool {
         let current = self.height();
         if height == current {
             return !self.decided;
         }
-        if !self.core.validators().contains(sender) {
+        if !self.core.validators().contains(signer) || !verify() {
             return false;
         }
         if height < current {
             out.push(EngineOutput::PeerBehind {
-                peer: sender.clone(),
+                peer: signer.clone(),
                 height,
             });
             return false;
         }
-        if height == current.saturating_add(1) && self.future.len() < MAX_FUTURE_MESSAGES {
-            self.future.push(input.clone());
+        let buffered = self.future.iter().filter(|(a, _)| a == signer).count();
+        if height == current.saturating_add(1) && buffered < MAX_FUTURE_MESSAGES_PER_VALIDATOR {
+            self.future.push((signer.clone(), input()));
         }
         // We are behind: a validator that is silent (say, after a crash
         // that cost it its vote at this step) would otherwise never learn.
         out.push(EngineOutput::PeerAhead {
-            peer: sender.clone(),
+            peer: signer.clone(),
             height,
         });
         false
     }
 
+    /// `verified`: the signature was checked when the vote was buffered.
     fn on_vote(
         &mut self,
         signed: SignedVote<C>,
+        verified: bool,
         out: &mut Vec<EngineOutput<C>>,
     ) -> Result<(), EngineError> {
         let vote = &signed.vote;
+        let chain_id = self.chain_id.clone();
         if !self.route(
             vote.height,
             &vote.validator.clone(),
-            &EngineInput::Vote(signed.clone()),
+            || signed.verify(&chain_id),
+            || EngineInput::Vote(signed.clone()),
             out,
         ) {
             return Ok(());
         }
         if !self.core.validators().contains(&vote.validator)
-            || vote.round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
-            || !signed.verify(&self.chain_id)
+            || !(verified || signed.verify(&self.chain_id))
         {
             return Ok(());
+        }
+        let (validator, round) = (vote.validator.clone(), vote.round);
+        if round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD) {
+            // Too far ahead to count, and not recorded: it only tells us
+            // where its signer is.
+            return self.note_round(validator, round, out);
         }
         let slot = (vote.round, vote.vote_type, vote.validator.clone());
         let existing = self.votes.entry(slot.clone()).or_default();
@@ -439,45 +495,139 @@ impl<C: Context> Engine<C> {
         existing.push(signed.clone());
         self.record(WalEntry::Vote(signed.clone()))?;
         let outputs = self.core.handle(Input::Vote(signed.vote))?;
+        self.execute(outputs, out)?;
+        self.note_round(validator, round, out)
+    }
+
+    /// L55 over every validator's highest round, including rounds beyond
+    /// the lookahead window: if validators with more than 1/3 of the power
+    /// signed votes in rounds `r` or later and `r` is above ours, go to
+    /// `r`. At least one of them is correct and reached `r`, so nobody can
+    /// push us forward alone; and a validator left any number of rounds
+    /// behind by a long partition catches up as soon as it hears them.
+    fn note_round(
+        &mut self,
+        validator: C::Address,
+        round: Round,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        #[cfg(test)]
+        if self.drop_far_votes {
+            return Ok(());
+        }
+        let highest = self.highest_rounds.entry(validator).or_insert(round);
+        *highest = (*highest).max(round);
+        if self.replaying || round <= self.core.round() || self.decided {
+            // Replay follows the WAL's jumps, not its own.
+            return Ok(());
+        }
+        let validators = self.core.validators();
+        let mut by_round: Vec<(Round, u64)> = self
+            .highest_rounds
+            .iter()
+            .filter_map(|(a, r)| validators.power_of(a).map(|p| (*r, p)))
+            .collect();
+        by_round.sort_by(|a, b| b.cmp(a));
+        let mut power: u64 = 0;
+        let mut target = None;
+        for (r, p) in by_round {
+            power = power.saturating_add(p);
+            if validators.is_one_third(power) {
+                target = Some(r);
+                break;
+            }
+        }
+        match target {
+            Some(target) if target > self.core.round() => {
+                let height = self.height();
+                self.jump_to_round(height, target, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the jump (replay repeats it: the votes beyond the window
+    /// that caused it are not in the WAL) and makes it.
+    fn jump_to_round(
+        &mut self,
+        height: Height,
+        round: Round,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        self.record(WalEntry::JumpToRound { height, round })?;
+        let outputs = self.core.handle(Input::JumpToRound { height, round })?;
         self.execute(outputs, out)
     }
 
+    /// Checks a proposal from the network and asks for its verdict.
+    /// `verified`: the signature was checked when it was buffered.
     fn on_proposal(
         &mut self,
         signed: SignedProposal<C>,
-        valid: bool,
+        verified: bool,
         out: &mut Vec<EngineOutput<C>>,
-    ) -> Result<(), EngineError> {
+    ) {
         let proposal = &signed.proposal;
-        let input = EngineInput::Proposal {
-            proposal: signed.clone(),
-            valid,
-        };
-        if !self.route(proposal.height, &proposal.proposer.clone(), &input, out) {
-            return Ok(());
+        let chain_id = self.chain_id.clone();
+        if !self.route(
+            proposal.height,
+            &proposal.proposer.clone(),
+            || signed.verify(&chain_id),
+            || EngineInput::Proposal(signed.clone()),
+            out,
+        ) {
+            return;
         }
-        let hash = *blake3::hash(&codec::encode(&signed)).as_bytes();
+        let key = (proposal.round, proposal_hash(&signed));
+        if self.proposals_seen.contains_key(&key) || !self.admissible(&signed, verified) {
+            return;
+        }
+        self.proposals_seen.insert(key, None);
+        out.push(EngineOutput::CheckProposal(signed));
+    }
+
+    /// A proposal of the current height the core would keep: from the
+    /// round's proposer, within the window, room left in its round, and
+    /// signed by it.
+    fn admissible(&self, signed: &SignedProposal<C>, verified: bool) -> bool {
+        let proposal = &signed.proposal;
         let round = proposal.round;
         let in_round = self
             .proposals_seen
             .range((round, [0; 32])..=(round, [0xff; 32]))
             .count();
-        if self.proposals_seen.contains(&(round, hash))
-            || in_round >= MAX_PROPOSALS_PER_ROUND
-            || proposal.round > self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
-            || proposal.proposer != self.core.proposer(proposal.round)
-            || !signed.verify(&self.chain_id)
-        {
+        in_round < MAX_PROPOSALS_PER_ROUND
+            && round <= self.core.round().saturating_add(MAX_ROUND_LOOKAHEAD)
+            && proposal.proposer == self.core.proposer(round)
+            && (verified || signed.verify(&self.chain_id))
+    }
+
+    /// The application's verdict: recorded, then given to the core. A
+    /// proposal it was not asked about is checked first (WAL replay).
+    fn on_verdict(
+        &mut self,
+        signed: SignedProposal<C>,
+        validity: Validity,
+        out: &mut Vec<EngineOutput<C>>,
+    ) -> Result<(), EngineError> {
+        if signed.proposal.height != self.height() || self.decided {
             return Ok(());
         }
-        self.proposals_seen.insert((round, hash));
+        let key = (signed.proposal.round, proposal_hash(&signed));
+        match self.proposals_seen.get(&key) {
+            Some(Some(known)) if validity <= *known => return Ok(()),
+            Some(_) => {}
+            None if self.admissible(&signed, false) => {}
+            None => return Ok(()),
+        }
+        self.proposals_seen.insert(key, Some(validity));
         self.record(WalEntry::Proposal {
             proposal: signed.clone(),
-            valid,
+            validity,
         })?;
         let outputs = self.core.handle(Input::Proposal {
             proposal: signed.proposal,
-            valid,
+            validity,
         })?;
         self.execute(outputs, out)
     }
@@ -704,10 +854,15 @@ impl<C: Context> Engine<C> {
     }
 }
 
+fn proposal_hash<C: Context>(signed: &SignedProposal<C>) -> [u8; 32] {
+    *blake3::hash(&codec::encode(signed)).as_bytes()
+}
+
 fn input_height<C: Context>(input: &EngineInput<C>) -> Option<Height> {
     match input {
         EngineInput::Vote(v) => Some(v.vote.height),
-        EngineInput::Proposal { proposal, .. } => Some(proposal.proposal.height),
+        EngineInput::Proposal(proposal) => Some(proposal.proposal.height),
+        EngineInput::ProposalVerdict { proposal, .. } => Some(proposal.proposal.height),
         EngineInput::Commit { certificate, .. } => Some(certificate.height),
         _ => None,
     }

@@ -6,8 +6,10 @@ pub mod keeper;
 pub mod proposer;
 pub mod types;
 
-pub use self::core::{Core, Input, Output, Params};
-pub use self::proposer::{ProposerSelector, WeightedRoundRobin, absent_validators};
+pub use self::core::{Core, Input, Output, Params, Validity};
+pub use self::proposer::{
+    MISSED_TURN_WINDOW, ProposerSelector, WeightedRoundRobin, excluded_proposers, missed_turns,
+};
 pub use self::types::*;
 #[cfg(test)]
 mod core_tests;

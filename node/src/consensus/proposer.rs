@@ -1,6 +1,6 @@
 //! Proposer selection: weighted rotation, and the exclusion of validators
-//! absent from recent commit certificates (computed from the chain alone, so
-//! every node agrees on it).
+//! that recently missed their proposer turn (computed from the chain alone,
+//! so every node agrees on it).
 
 use super::types::{Context, Height, Power, Round, ValidatorSet};
 
@@ -112,41 +112,80 @@ pub fn smooth_round_robin_index(powers: &[Power], position: u64) -> usize {
     chosen
 }
 
-/// How many recent commit certificates a validator must be missing from to
-/// be skipped as proposer.
-pub const ABSENCE_WINDOW: usize = 3;
+/// Heights a validator sits out of the proposer rotation after it missed a
+/// turn. Long enough that a dead validator costs one propose timeout per
+/// window, short enough that a live one whose turn failed (a slow link, a
+/// restart) is back soon.
+pub const MISSED_TURN_WINDOW: Height = 32;
 
-/// Validators missing from every one of the last `ABSENCE_WINDOW` commit
-/// certificates (`recent_signers`, one list of signers per certificate, as
-/// recorded on the chain). Fewer certificates than the window: nobody is
-/// excluded. The result never holds 1/3 of the power or more, so the
-/// remaining proposers always include an honest validator.
-pub fn absent_validators<C: Context>(
+/// The proposers that missed their turn at `height`, decided in round
+/// `decided_round`: those of the rounds before it, under the exclusions in
+/// force at that height (sorted, without repeats). A round without a
+/// decision cost the network its timeouts; its proposer is the one to do
+/// without for a while. What a validator's votes did does not matter, so
+/// whose precommits arrive last, and whose a certificate omits, changes
+/// nothing.
+pub fn missed_turns<C: Context>(
+    selector: &dyn ProposerSelector<C>,
     validators: &ValidatorSet<C>,
-    recent_signers: &[Vec<C::Address>],
+    height: Height,
+    excluded: &[C::Address],
+    decided_round: Round,
 ) -> Vec<C::Address> {
-    if recent_signers.len() < ABSENCE_WINDOW {
-        return Vec::new();
+    let mut missed: Vec<C::Address> = Vec::new();
+    // Every validator proposes within one rotation period (at most
+    // `MAX_PERIOD` rounds); stop early once everybody is named.
+    for round in 0..decided_round.min(MAX_PERIOD as Round) {
+        let proposer = selector.proposer(validators, height, round, excluded);
+        if let Err(at) = missed.binary_search(&proposer) {
+            missed.insert(at, proposer);
+        }
+        if missed.len() == validators.len() {
+            break;
+        }
     }
-    let window = &recent_signers[recent_signers.len() - ABSENCE_WINDOW..];
+    missed
+}
+
+/// The validators to skip as proposers at `height`: those that missed a
+/// turn at one of the `MISSED_TURN_WINDOW` heights before it. `recent`
+/// holds `(height, missed_turns)` as the chain records them (a block
+/// carries the previous height's commit certificate, whose round tells who
+/// missed). Never 1/3 of the power or more, so an honest proposer always
+/// remains: the most recent misses are skipped first, ties by address.
+/// Sorted by address.
+pub fn excluded_proposers<C: Context>(
+    validators: &ValidatorSet<C>,
+    recent: &[(Height, Vec<C::Address>)],
+    height: Height,
+) -> Vec<C::Address> {
+    let mut latest: std::collections::BTreeMap<&C::Address, Height> = Default::default();
+    for (missed_at, missed) in recent {
+        if *missed_at >= height || missed_at.saturating_add(MISSED_TURN_WINDOW) < height {
+            continue;
+        }
+        for address in missed {
+            let at = latest.entry(address).or_insert(*missed_at);
+            *at = (*at).max(*missed_at);
+        }
+    }
+    let mut candidates: Vec<(Height, &C::Address)> =
+        latest.into_iter().map(|(a, h)| (h, a)).collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let mut excluded = Vec::new();
     let mut excluded_power: Power = 0;
-    for validator in validators.validators() {
-        let absent = window
-            .iter()
-            .all(|signers| !signers.contains(&validator.address));
-        if !absent {
+    for (_, address) in candidates {
+        let Some(power) = validators.power_of(address) else {
             continue;
-        }
-        let Some(power) = excluded_power.checked_add(validator.power) else {
-            break;
         };
-        if validators.is_one_third(power) {
+        let total = excluded_power.saturating_add(power);
+        if validators.is_one_third(total) {
             continue;
         }
-        excluded_power = power;
-        excluded.push(validator.address.clone());
+        excluded_power = total;
+        excluded.push(address.clone());
     }
+    excluded.sort();
     excluded
 }
 
@@ -200,22 +239,64 @@ mod tests {
     }
 
     #[test]
-    fn absence_needs_a_full_window_and_stays_under_one_third() {
-        let validators = set(&[1, 1, 1, 1, 1, 1, 1]);
-        let signers = |s: &[u16]| s.to_vec();
-        let window = vec![
-            signers(&[0, 1, 2, 3, 4]),
-            signers(&[0, 1, 2, 3, 4]),
-            signers(&[0, 1, 2, 3, 5]),
-        ];
-        assert!(
-            absent_validators(&validators, &window[..2]).is_empty(),
-            "window not full"
+    fn missed_turns_are_the_proposers_of_the_rounds_before_the_decision() {
+        let validators = set(&[1, 1, 1, 1]);
+        let proposer = |r| WeightedRoundRobin.proposer(&validators, 7, r, &[]);
+        assert!(missed_turns(&WeightedRoundRobin, &validators, 7, &[], 0).is_empty());
+        assert_eq!(
+            missed_turns(&WeightedRoundRobin, &validators, 7, &[], 1),
+            vec![proposer(0)]
         );
-        // 6 signed once, 5 signed once: only 6 is absent from all three.
-        assert_eq!(absent_validators(&validators, &window), vec![6]);
-        // Three absent (3/7 of the power): only two are skipped (2/7 < 1/3).
-        let window = vec![signers(&[0, 1, 2, 3]); 3];
-        assert_eq!(absent_validators(&validators, &window), vec![4, 5]);
+        let mut two = vec![proposer(0), proposer(1)];
+        two.sort();
+        assert_eq!(
+            missed_turns(&WeightedRoundRobin, &validators, 7, &[], 2),
+            two
+        );
+        // A thousand failed rounds name each validator once, quickly.
+        assert_eq!(
+            missed_turns(&WeightedRoundRobin, &validators, 7, &[], 100_000),
+            vec![0, 1, 2, 3]
+        );
+        // Under exclusions, the rounds' real proposers.
+        let excluded = [proposer(0)];
+        let first = WeightedRoundRobin.proposer(&validators, 7, 0, &excluded);
+        assert_eq!(
+            missed_turns(&WeightedRoundRobin, &validators, 7, &excluded, 1),
+            vec![first]
+        );
+    }
+
+    #[test]
+    fn a_missed_turn_excludes_for_a_window_then_expires() {
+        let validators = set(&[1, 1, 1, 1, 1, 1, 1]);
+        let recent = vec![(10, vec![3]), (12, vec![5])];
+        assert!(excluded_proposers(&validators, &recent, 10).is_empty());
+        assert_eq!(excluded_proposers(&validators, &recent, 11), vec![3]);
+        assert_eq!(excluded_proposers(&validators, &recent, 13), vec![3, 5]);
+        let last_for_3 = 10 + MISSED_TURN_WINDOW;
+        assert_eq!(
+            excluded_proposers(&validators, &recent, last_for_3),
+            vec![3, 5]
+        );
+        assert_eq!(
+            excluded_proposers(&validators, &recent, last_for_3 + 1),
+            vec![5]
+        );
+        assert!(excluded_proposers(&validators, &recent, 12 + MISSED_TURN_WINDOW + 1).is_empty());
+    }
+
+    #[test]
+    fn exclusion_stays_under_one_third_most_recent_first() {
+        let validators = set(&[1, 1, 1, 1, 1, 1, 1]);
+        // Three missed (3/7 of the power): the two most recent are skipped.
+        let recent = vec![(20, vec![0]), (21, vec![4]), (22, vec![2])];
+        assert_eq!(excluded_proposers(&validators, &recent, 23), vec![2, 4]);
+        // Ties by address.
+        let recent = vec![(20, vec![6, 1, 3])];
+        assert_eq!(excluded_proposers(&validators, &recent, 21), vec![1, 3]);
+        // Unknown addresses are ignored.
+        let recent = vec![(20, vec![99])];
+        assert!(excluded_proposers(&validators, &recent, 21).is_empty());
     }
 }

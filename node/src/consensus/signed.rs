@@ -136,8 +136,17 @@ impl<C: Context> CommitCertificate<C> {
     }
 }
 
+/// Evidence older than this many heights (below the height it is checked
+/// at) is refused: a validator's misbehaviour is reported while it still
+/// matters, and nobody keeps vote history without end.
+pub const MAX_EVIDENCE_AGE_HEIGHTS: Height = 100_000;
+
 /// Two conflicting signed votes from one validator at the same height,
-/// round and type. Verifiable alone (with the validator set).
+/// round and type. Verifiable alone (with the validator set of its height).
+///
+/// Canonical: `first` is the vote whose canonical encoding is smaller
+/// (bytewise), so one equivocation has exactly one encoding (and one hash);
+/// `verify` refuses the other order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct DuplicateVoteEvidence<C: Context> {
@@ -155,6 +164,14 @@ pub enum EvidenceError {
     UnknownValidator,
     #[error("bad signature")]
     BadSignature,
+    #[error("the votes are not in canonical order (the smaller encoding first)")]
+    NotCanonical,
+    #[error("evidence of height {evidence} is not between {oldest} and {current}")]
+    OutOfRange {
+        evidence: Height,
+        oldest: Height,
+        current: Height,
+    },
 }
 
 impl<C: Context> DuplicateVoteEvidence<C> {
@@ -174,12 +191,25 @@ impl<C: Context> DuplicateVoteEvidence<C> {
         }
     }
 
+    /// Checks the evidence at `current_height`: of a height no later than
+    /// it and at most `MAX_EVIDENCE_AGE_HEIGHTS` below, canonical, two
+    /// different votes of one slot, both signed by a validator of
+    /// `validators` (the set of the evidence's height).
     pub fn verify(
         &self,
         chain_id: &str,
         validators: &ValidatorSet<C>,
+        current_height: Height,
     ) -> Result<(), EvidenceError> {
         let (a, b) = (&self.first.vote, &self.second.vote);
+        let oldest = current_height.saturating_sub(MAX_EVIDENCE_AGE_HEIGHTS);
+        if a.height > current_height || a.height < oldest {
+            return Err(EvidenceError::OutOfRange {
+                evidence: a.height,
+                oldest,
+                current: current_height,
+            });
+        }
         if a.validator != b.validator
             || a.height != b.height
             || a.round != b.round
@@ -189,6 +219,9 @@ impl<C: Context> DuplicateVoteEvidence<C> {
         }
         if a.value == b.value {
             return Err(EvidenceError::SameValue);
+        }
+        if codec::encode(&self.first) >= codec::encode(&self.second) {
+            return Err(EvidenceError::NotCanonical);
         }
         if !validators.contains(&a.validator) {
             return Err(EvidenceError::UnknownValidator);

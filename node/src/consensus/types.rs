@@ -6,6 +6,7 @@ use std::hash::Hash;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+pub use symbiont_contracts::genesis::MAX_TOTAL_VOTING_POWER;
 
 /// A block height. Heights start at 1.
 pub type Height = u64;
@@ -105,8 +106,10 @@ pub enum ConsensusError {
     RoundOverflow,
     #[error("height number overflow")]
     HeightOverflow,
-    #[error("voting power overflow")]
+    #[error("total voting power above the limit of {MAX_TOTAL_VOTING_POWER}")]
     PowerOverflow,
+    #[error("validator set not sorted by address, or its total does not match its powers")]
+    NonCanonicalValidatorSet,
     #[error("empty validator set or a validator with zero power")]
     InvalidValidatorSet,
     #[error("duplicate validator address in validator set")]
@@ -122,16 +125,51 @@ pub struct Validator<C: Context> {
 }
 
 /// The validator set of a height, sorted by address.
+///
+/// Only `new` builds one: decoding (a WAL record, a block) goes through
+/// the same checks, so no set exists with zero power, a duplicate or a
+/// total above `MAX_TOTAL_VOTING_POWER`. The encoding is the list of
+/// validators followed by the total, as the fields read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound = "")]
+#[serde(bound = "", try_from = "UncheckedValidatorSet<C>")]
 pub struct ValidatorSet<C: Context> {
     validators: Vec<Validator<C>>,
     total_power: Power,
 }
 
+/// The wire form of a `ValidatorSet`, before its checks.
+#[derive(Deserialize)]
+#[serde(bound = "")]
+struct UncheckedValidatorSet<C: Context> {
+    validators: Vec<Validator<C>>,
+    total_power: Power,
+}
+
+impl<C: Context> TryFrom<UncheckedValidatorSet<C>> for ValidatorSet<C> {
+    type Error = ConsensusError;
+
+    fn try_from(unchecked: UncheckedValidatorSet<C>) -> Result<Self, ConsensusError> {
+        let sorted = unchecked
+            .validators
+            .windows(2)
+            .all(|w| w[0].address < w[1].address);
+        let set = Self::new(
+            unchecked
+                .validators
+                .into_iter()
+                .map(|v| (v.address, v.power)),
+        )?;
+        if !sorted || set.total_power != unchecked.total_power {
+            return Err(ConsensusError::NonCanonicalValidatorSet);
+        }
+        Ok(set)
+    }
+}
+
 impl<C: Context> ValidatorSet<C> {
-    /// Builds a set; rejects an empty set, zero power, duplicates and a total
-    /// power that overflows (the total must also fit the threshold arithmetic).
+    /// Builds a set; rejects an empty set, zero power, duplicates and a
+    /// total power above `MAX_TOTAL_VOTING_POWER` (the threshold tests
+    /// compute `3 * power`).
     pub fn new(
         validators: impl IntoIterator<Item = (C::Address, Power)>,
     ) -> Result<Self, ConsensusError> {
@@ -150,12 +188,9 @@ impl<C: Context> ValidatorSet<C> {
         for validator in &validators {
             total_power = total_power
                 .checked_add(validator.power)
+                .filter(|total| *total <= MAX_TOTAL_VOTING_POWER)
                 .ok_or(ConsensusError::PowerOverflow)?;
         }
-        // 3 * total must not overflow for the threshold tests below.
-        total_power
-            .checked_mul(3)
-            .ok_or(ConsensusError::PowerOverflow)?;
         Ok(Self {
             validators,
             total_power,

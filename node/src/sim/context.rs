@@ -1,12 +1,13 @@
 //! The simulator's instantiation of the core: small integer addresses,
-//! blocks that record the previous commit's signers, and cheap keyed-hash
+//! blocks that carry the previous height's commit certificate, and cheap keyed-hash
 //! "signatures" (the simulator's Byzantine code only signs with its own
 //! key; real ed25519 would make each seed a hundred times slower).
 
 use serde::{Deserialize, Serialize};
 use symbiont_contracts::codec;
 
-use crate::consensus::types::{Context, Height, ValidatorSet};
+use crate::consensus::signed::CommitCertificate;
+use crate::consensus::types::{Context, Height, Round, ValidatorSet};
 
 /// SplitMix64: the simulator's only source of randomness, seeded once.
 #[derive(Clone, Debug)]
@@ -60,14 +61,50 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 pub type Address = u16;
 
-/// A simulated block.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A simulated block: a header and an opaque payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimBlock {
     pub height: Height,
     pub proposer: Address,
     pub payload: u64,
-    /// Signers of the previous height's commit certificate (sorted).
-    pub last_commit: Vec<Address>,
+    /// The proposer's clock when it made the block (simulated ms); after
+    /// the previous block's.
+    pub time_ms: u64,
+    /// The commit certificate of the previous height (none at height 1):
+    /// its round says which proposers missed their turn.
+    pub last_commit: Option<SimCertificate>,
+}
+
+/// A `CommitCertificate<SimContext>` as a block carries it (a plain struct,
+/// so the block type does not refer to its own context).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimCertificate {
+    pub height: Height,
+    pub round: Round,
+    pub value_id: u64,
+    pub signatures: Vec<(Address, u64)>,
+}
+
+impl From<&CommitCertificate<SimContext>> for SimCertificate {
+    fn from(certificate: &CommitCertificate<SimContext>) -> Self {
+        Self {
+            height: certificate.height,
+            round: certificate.round,
+            value_id: certificate.value_id,
+            signatures: certificate.signatures.clone(),
+        }
+    }
+}
+
+impl From<&SimCertificate> for CommitCertificate<SimContext> {
+    fn from(certificate: &SimCertificate) -> Self {
+        Self {
+            height: certificate.height,
+            round: certificate.round,
+            value_id: certificate.value_id,
+            signatures: certificate.signatures.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,27 +130,44 @@ impl Context for SimContext {
     }
 }
 
-/// The application's `valid(v)` for simulated blocks.
+/// What a block builds on: the previous block (none at height 1).
+pub struct Parent<'a> {
+    pub block: Option<&'a SimBlock>,
+}
+
+/// The application's `valid(v)` for a simulated block at `height`, as a
+/// host checks it against its own chain: the header, the time after the
+/// parent's, and the certificate of the parent (for the parent's hash,
+/// signed by a quorum). The clock is judged apart (`is_timely`).
 pub fn block_is_valid(
     block: &SimBlock,
     height: Height,
+    parent: Parent<'_>,
     validators: &ValidatorSet<SimContext>,
 ) -> bool {
     if block.height != height || !validators.contains(&block.proposer) {
         return false;
     }
-    if height == 1 {
-        return block.last_commit.is_empty();
-    }
-    if block.last_commit.windows(2).any(|w| w[0] >= w[1]) {
+    let Some(parent) = parent.block else {
+        return height == 1 && block.last_commit.is_none();
+    };
+    if parent.height + 1 != height || block.time_ms <= parent.time_ms {
         return false;
     }
-    let mut power: u64 = 0;
-    for signer in &block.last_commit {
-        match validators.power_of(signer) {
-            Some(p) => power += p,
-            None => return false,
-        }
-    }
-    validators.is_quorum(power)
+    let Some(certificate) = &block.last_commit else {
+        return false;
+    };
+    let certificate = CommitCertificate::<SimContext>::from(certificate);
+    certificate.value_id == SimContext::value_id(parent)
+        && certificate
+            .verify(SIM_CHAIN_ID, parent.height, validators)
+            .is_ok()
+}
+
+/// The simulator's chain id (in every signature).
+pub const SIM_CHAIN_ID: &str = "sim";
+
+/// The block's time is within `max_drift_ms` of the local clock.
+pub fn is_timely(block: &SimBlock, local_clock_ms: u64, max_drift_ms: u64) -> bool {
+    block.time_ms.abs_diff(local_clock_ms) <= max_drift_ms
 }

@@ -11,9 +11,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::{Arc, Mutex};
 
-use crate::consensus::core::Params;
+use crate::consensus::core::{Params, Validity};
 use crate::consensus::engine::{Engine, EngineInput, EngineOutput};
-use crate::consensus::proposer::{ProposerSelector, WeightedRoundRobin, absent_validators};
+use crate::consensus::keeper::MAX_ROUND_LOOKAHEAD;
+use crate::consensus::proposer::{
+    MISSED_TURN_WINDOW, ProposerSelector, WeightedRoundRobin, excluded_proposers, missed_turns,
+};
 use crate::consensus::signed::{
     CommitCertificate, Message, SignedProposal, SignedVote, proposal_sign_bytes, vote_sign_bytes,
 };
@@ -22,10 +25,13 @@ use crate::consensus::types::{Height, Round, Timeout, ValidatorSet, VoteType};
 use crate::consensus::wal::{SharedMemoryWal, WalEntry, WalError, WalStorage, decode_log};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
-pub use context::{Address, Rng, SimBlock, SimContext, block_is_valid, sim_sign};
+pub use context::{
+    Address, Parent, Rng, SIM_CHAIN_ID, SimBlock, SimCertificate, SimContext, block_is_valid,
+    is_timely, sim_sign,
+};
 
 type Ctx = SimContext;
-const CHAIN_ID: &str = "sim";
+const CHAIN_ID: &str = SIM_CHAIN_ID;
 
 /// What a run may do. Everything else is drawn from the seed.
 #[derive(Clone, Debug)]
@@ -59,6 +65,21 @@ pub struct SimConfig {
     pub accept_invalid: bool,
     /// Every run has f Byzantine validators (instead of 0 to f).
     pub max_byzantine: bool,
+    /// Validators that vote like honest ones but never send a proposal
+    /// (counted as Byzantine), whatever the seed draws.
+    pub never_propose: Vec<Address>,
+    /// A long asynchronous period (no proposal arrives, one validator cut
+    /// off, rounds run on past the lookahead window, then a validator
+    /// crashes for good); drawn from the seed if `None`.
+    pub long_asynchrony: Option<bool>,
+    /// Test-only: the old exclusion rule (skip validators missing from the
+    /// last three certificates' signers).
+    #[cfg(test)]
+    pub old_exclusion_rule: bool,
+    /// Test-only: drop votes beyond the lookahead window, as the old engine
+    /// did (no catching up on rounds from them).
+    #[cfg(test)]
+    pub drop_far_votes: bool,
 }
 
 impl SimConfig {
@@ -80,12 +101,21 @@ impl SimConfig {
             #[cfg(test)]
             accept_invalid: false,
             max_byzantine: false,
+            never_propose: Vec::new(),
+            long_asynchrony: None,
+            #[cfg(test)]
+            old_exclusion_rule: false,
+            #[cfg(test)]
+            drop_far_votes: false,
         }
     }
 }
 
 /// Heights every honest node must decide after the fault phase ends.
 pub const LIVENESS_HEIGHTS: u64 = 2;
+/// Largest difference between a block's time and a validator's clock for
+/// the validator to prevote it as a fresh proposal.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 1000;
 /// Simulated time allowed for them: about 20 rounds at the largest timeouts
 /// the adaptive level allows.
 pub const LIVENESS_BOUND_MS: u64 = 60_000;
@@ -139,6 +169,11 @@ enum Behaviour {
     /// Prevotes and precommits every value proposed to it, to everyone,
     /// and proposes two blocks.
     VoteEverything,
+    /// Votes like an honest validator, never proposes.
+    NeverPropose,
+    /// Floods the next height with votes: forged in others' names, and its
+    /// own for many rounds and values.
+    Flood,
 }
 
 #[derive(Clone, Debug)]
@@ -174,6 +209,17 @@ enum Event {
     },
     Partition,
     Heal,
+    /// Cuts a node off from everyone (until the next heal).
+    Isolate {
+        node: Address,
+    },
+    /// Starts or ends an asynchronous period: no proposal arrives.
+    DropProposals(bool),
+    /// Crashes a node for the rest of the run (a crash fault counted
+    /// against f).
+    Retire {
+        node: Address,
+    },
 }
 
 /// A power cut armed on a node's disk: the next write of that kind fails
@@ -234,6 +280,9 @@ impl WalStorage for SimWal {
     fn read_all(&mut self) -> Result<Vec<u8>, WalError> {
         self.0.read_all()
     }
+    fn synced_len(&mut self) -> Result<usize, WalError> {
+        self.0.synced_len()
+    }
 }
 
 struct SimSigner(Address);
@@ -267,6 +316,15 @@ struct Node {
     requested: BTreeMap<Address, u64>,
     /// Commits received for heights ahead of ours (block sync), bounded.
     sync_buffer: BTreeMap<Height, (SimBlock, CommitCertificate<Ctx>)>,
+    /// The local clock's offset from simulated time (ms).
+    clock_offset_ms: i64,
+    /// Derived from the chain (so durable with it): who missed their
+    /// proposer turn at each height the chain has certificates for, and
+    /// the exclusions in force at each height.
+    missed: Vec<(Height, Vec<Address>)>,
+    excluded: BTreeMap<Height, Vec<Address>>,
+    /// Crashed for good.
+    retired: bool,
 }
 
 /// Heights sent at once to a peer that is behind, and kept by a node that
@@ -307,6 +365,11 @@ struct Network {
     /// slow[from][to]: delay multiplier of a slow link (1: normal), during
     /// the fault phase.
     slow: Vec<Vec<u64>>,
+    /// One validator whose outgoing links are this many times slower for
+    /// the whole run (the farthest site): its votes always arrive last.
+    persistent_slow: Option<(Address, u64)>,
+    /// An asynchronous period: proposals are lost.
+    drop_proposals: bool,
 }
 
 pub struct Simulator {
@@ -332,6 +395,10 @@ pub struct Simulator {
     report: SimReport,
     target_height: Option<Height>,
     fixed_duration_ms: Option<u64>,
+    /// The long asynchronous period, if the seed drew one: (start, end).
+    long_asynchrony: Option<(u64, u64)>,
+    /// The exclusions in force at each height (every node must agree).
+    excluded_by_height: BTreeMap<Height, Vec<Address>>,
 }
 
 impl Simulator {
@@ -382,8 +449,13 @@ impl Simulator {
                     Behaviour::Adversary,
                     Behaviour::VoteEverything,
                     Behaviour::VoteEverything,
+                    Behaviour::NeverPropose,
+                    Behaviour::Flood,
                 ]);
             }
+        }
+        for address in &config.never_propose {
+            behaviours[*address as usize] = Behaviour::NeverPropose;
         }
         let (min_delay_ms, max_delay_ms) = config.delay_ms.unwrap_or_else(|| {
             let min = rng.range(1, 10);
@@ -409,7 +481,16 @@ impl Simulator {
             },
             blocked: vec![vec![false; n]; n],
             slow: vec![vec![1; n]; n],
+            persistent_slow: None,
+            drop_proposals: false,
         };
+        if faults && rng.chance(300) {
+            let node = rng.range(0, n as u64 - 1) as Address;
+            network.persistent_slow = Some((node, rng.range(2, 4)));
+        }
+        let long_asynchrony = config
+            .long_asynchrony
+            .unwrap_or_else(|| faults && rng.chance(15));
         if faults && rng.chance(500) {
             // Some links are several times slower than the rest.
             for from in 0..n {
@@ -420,7 +501,19 @@ impl Simulator {
                 }
             }
         }
-        let params = if config.plain {
+        let params = if long_asynchrony {
+            // Rounds pass fast, so a run reaches past the lookahead window
+            // in about two simulated minutes.
+            Params {
+                timeout_propose_ms: 60,
+                timeout_propose_delta_ms: 30,
+                timeout_prevote_ms: 20,
+                timeout_prevote_delta_ms: 10,
+                timeout_precommit_ms: 20,
+                timeout_precommit_delta_ms: 10,
+                max_timeout_level: 8,
+            }
+        } else if config.plain {
             Params {
                 timeout_propose_ms: 3000,
                 timeout_propose_delta_ms: 500,
@@ -433,9 +526,26 @@ impl Simulator {
         } else {
             Params::default()
         };
-        let fault_phase_ms = config
+        let mut fault_phase_ms = config
             .fault_phase_ms
             .unwrap_or_else(|| rng.range(1000, 4000));
+        let long_asynchrony = long_asynchrony.then(|| {
+            let start = rng.range(0, fault_phase_ms / 2);
+            // Long enough for rounds past the lookahead window: the sum of
+            // the timeouts of that many rounds.
+            let rounds = MAX_ROUND_LOOKAHEAD as u64 + rng.range(8, 40);
+            let per_round = |r: u64| {
+                params.timeout_propose_ms
+                    + params.timeout_prevote_ms
+                    + params.timeout_precommit_ms
+                    + r * (params.timeout_propose_delta_ms
+                        + params.timeout_prevote_delta_ms
+                        + params.timeout_precommit_delta_ms)
+            };
+            let length: u64 = (0..rounds).map(per_round).sum();
+            fault_phase_ms = fault_phase_ms.max(start + length + 100);
+            (start, start + length)
+        });
         let skew = if faults { rng.range(0, 200) } else { 0 };
         let crash_after_decide_permille = if faults && rng.chance(400) {
             rng.range(20, 200)
@@ -457,6 +567,14 @@ impl Simulator {
                 served: BTreeMap::new(),
                 sync_buffer: BTreeMap::new(),
                 requested: BTreeMap::new(),
+                clock_offset_ms: if faults {
+                    rng.range(0, MAX_CLOCK_DRIFT_MS / 2) as i64 - (MAX_CLOCK_DRIFT_MS / 4) as i64
+                } else {
+                    0
+                },
+                missed: Vec::new(),
+                excluded: BTreeMap::from([(1, Vec::new())]),
+                retired: false,
             })
             .collect();
         let report = SimReport {
@@ -486,6 +604,8 @@ impl Simulator {
             report,
             target_height: None,
             fixed_duration_ms: None,
+            long_asynchrony,
+            excluded_by_height: BTreeMap::new(),
             config,
         }
     }
@@ -618,7 +738,9 @@ impl Simulator {
 
     fn live_honest(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|node| {
-            node.behaviour == Behaviour::Honest && !self.config.crashed_forever.contains(&node.id)
+            node.behaviour == Behaviour::Honest
+                && !node.retired
+                && !self.config.crashed_forever.contains(&node.id)
         })
     }
 
@@ -688,7 +810,46 @@ impl Simulator {
                 self.schedule((at + length).min(phase), Event::Heal);
             }
         }
+        if let Some((start, end)) = self.long_asynchrony {
+            self.plan_long_asynchrony(start, end);
+        }
         self.schedule(phase, Event::Heal);
+    }
+
+    /// No proposal arrives from `start` to `end`, so rounds pass without
+    /// decisions, and one honest validator is cut off all along: it stays
+    /// in its round while the others run past the lookahead window. At the
+    /// end a validator of the others crashes for good, if f allows: the
+    /// rest then needs the one left behind to catch up on rounds.
+    fn plan_long_asynchrony(&mut self, start: u64, end: u64) {
+        let n = self.nodes.len();
+        let candidates: Vec<Address> = (0..n as Address)
+            .filter(|a| self.honest(*a) && !self.config.crashed_forever.contains(a))
+            .collect();
+        if candidates.len() < 2 {
+            return;
+        }
+        let laggard = candidates[self.rng.range(0, candidates.len() as u64 - 1) as usize];
+        self.schedule(start, Event::DropProposals(true));
+        for at in (start..end).step_by(200) {
+            // Keep the laggard cut off through the random partitions' heals.
+            self.schedule(at - self.now, Event::Isolate { node: laggard });
+        }
+        self.schedule(end, Event::DropProposals(false));
+        self.schedule(end, Event::Heal);
+        // Faulty power so far: the Byzantine and the crashed for good.
+        let faulty: u64 = (0..n as Address)
+            .filter(|a| !self.honest(*a) || self.config.crashed_forever.contains(a))
+            .filter_map(|a| self.validators.power_of(&a))
+            .sum();
+        let others: Vec<Address> = candidates.into_iter().filter(|a| *a != laggard).collect();
+        let victim = others[self.rng.range(0, others.len() as u64 - 1) as usize];
+        let power = self.validators.power_of(&victim).unwrap_or(0);
+        // Faulty power stays strictly below 1/3, as for the Byzantine.
+        if 3 * (faulty + power) < self.validators.total_power() {
+            self.schedule(end, Event::Retire { node: victim });
+        }
+        self.trace(|| format!("long asynchrony {start}..{end} ms, node {laggard} cut off"));
     }
 
     fn partition(&mut self) {
@@ -747,7 +908,8 @@ impl Simulator {
                 cut.armed.store(true, AtomicOrdering::SeqCst);
             }
             Event::Restart { node } => {
-                if self.nodes[node as usize].engine.is_none() {
+                let node_state = &self.nodes[node as usize];
+                if node_state.engine.is_none() && !node_state.retired {
                     self.start_node(node);
                 }
             }
@@ -762,22 +924,117 @@ impl Simulator {
                 }
                 self.trace(|| "heal".into());
             }
+            Event::Isolate { node } => {
+                for other in 0..self.nodes.len() {
+                    if other != node as usize {
+                        self.network.blocked[node as usize][other] = true;
+                        self.network.blocked[other][node as usize] = true;
+                    }
+                }
+            }
+            Event::DropProposals(drop) => {
+                self.network.drop_proposals = drop;
+                self.trace(|| format!("proposals lost: {drop}"));
+            }
+            Event::Retire { node } => {
+                self.crash(node);
+                self.nodes[node as usize].retired = true;
+                self.trace(|| format!("node {node} is down for good"));
+            }
         }
     }
 
-    fn excluded_for(&self, chain: &[(SimBlock, CommitCertificate<Ctx>)]) -> Vec<Address> {
-        if self.config.plain {
-            return Vec::new();
+    /// The exclusions in force at the height after `id`'s chain.
+    fn excluded_for(&self, id: Address) -> Vec<Address> {
+        let node = &self.nodes[id as usize];
+        let height = node.chain.len() as Height + 1;
+        node.excluded.get(&height).cloned().unwrap_or_default()
+    }
+
+    /// After `id` committed its last block: who missed their turn at the
+    /// height its certificate is for, and the exclusions of the next
+    /// height. A function of the chain alone.
+    fn derive_exclusions(&mut self, id: Address) {
+        let node = &self.nodes[id as usize];
+        let height = node.chain.len() as Height;
+        if height >= 2
+            && let Some(certificate) = &node.chain[height as usize - 1].0.last_commit
+        {
+            let at = height - 1;
+            let excluded_then = node.excluded.get(&at).cloned().unwrap_or_default();
+            let missed = missed_turns(
+                self.selector.as_ref(),
+                &self.validators,
+                at,
+                &excluded_then,
+                certificate.round,
+            );
+            self.nodes[id as usize].missed.push((at, missed));
         }
-        let recent: Vec<Vec<Address>> = chain
-            .iter()
-            .rev()
-            .take(crate::consensus::proposer::ABSENCE_WINDOW)
-            .rev()
-            .filter(|(block, _)| block.height > 1)
-            .map(|(block, _)| block.last_commit.clone())
-            .collect();
-        absent_validators(&self.validators, &recent)
+        let next = height + 1;
+        let excluded = if self.config.plain {
+            Vec::new()
+        } else {
+            self.exclusion_rule(id, next)
+        };
+        let node = &mut self.nodes[id as usize];
+        node.missed
+            .retain(|(h, _)| h.saturating_add(MISSED_TURN_WINDOW) >= next);
+        node.excluded.retain(|h, _| *h + 1 >= next);
+        node.excluded.insert(next, excluded.clone());
+        self.check_exclusions(id, next, excluded);
+    }
+
+    #[cfg(not(test))]
+    fn exclusion_rule(&self, id: Address, height: Height) -> Vec<Address> {
+        excluded_proposers(&self.validators, &self.nodes[id as usize].missed, height)
+    }
+
+    #[cfg(test)]
+    fn exclusion_rule(&self, id: Address, height: Height) -> Vec<Address> {
+        let node = &self.nodes[id as usize];
+        if self.config.old_exclusion_rule {
+            return tests::old_absent_validators(&self.validators, &node.chain);
+        }
+        excluded_proposers(&self.validators, &node.missed, height)
+    }
+
+    /// Every node computes the same exclusions from the chain, and no live
+    /// honest validator stays excluded for longer than one missed-turn
+    /// window (it can miss a turn only while it is not excluded).
+    fn check_exclusions(&mut self, id: Address, height: Height, excluded: Vec<Address>) {
+        match self.excluded_by_height.get(&height) {
+            Some(known) if *known != excluded => {
+                let known = known.clone();
+                self.violation(format!(
+                    "node {id} excludes {excluded:?} at height {height}, another node {known:?}"
+                ));
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        self.excluded_by_height.insert(height, excluded);
+        let first = height.saturating_sub(MISSED_TURN_WINDOW + 1).max(1);
+        for validator in 0..self.nodes.len() as Address {
+            let node = &self.nodes[validator as usize];
+            if node.behaviour != Behaviour::Honest || node.retired {
+                continue;
+            }
+            let always = (first..=height).all(|h| {
+                self.excluded_by_height
+                    .get(&h)
+                    .is_some_and(|list| list.contains(&validator))
+            });
+            if height > MISSED_TURN_WINDOW + 1 && always {
+                self.violation(format!(
+                    "honest validator {validator} excluded from proposing at every height from {first} to {height}"
+                ));
+                return;
+            }
+        }
+        self.excluded_by_height
+            .retain(|h, _| h + MISSED_TURN_WINDOW + 2 >= height);
     }
 
     fn start_node(&mut self, id: Address) {
@@ -785,7 +1042,7 @@ impl Simulator {
         let guard = SignGuard::open(Box::new(SimSigner(id)), Box::new(node.sign_store.clone()))
             .expect("memory store");
         let committed = node.chain.len() as Height;
-        let excluded = self.excluded_for(&node.chain);
+        let excluded = self.excluded_for(id);
         if self.config.trace {
             let wal = self.wal_summary(id);
             self.trace(|| format!("node {id} starts from WAL {wal}"));
@@ -816,6 +1073,10 @@ impl Simulator {
         if self.config.ignore_lock && self.honest(id) {
             engine.core_mut().ignore_lock = true;
         }
+        #[cfg(test)]
+        {
+            engine.drop_far_votes = self.config.drop_far_votes;
+        }
         #[cfg(not(test))]
         let _ = &mut engine;
         let incarnation = self.nodes[id as usize].incarnation;
@@ -836,13 +1097,26 @@ impl Simulator {
             let unsynced = wal.unsynced_len() as u64;
             self.rng.range(0, unsynced)
         };
+        // What the power cut leaves after that: nothing, zeros (the file
+        // grew, its data never reached the disk) or garbage.
+        let junk: Vec<u8> = match self.rng.range(0, 9) {
+            0..=1 => vec![0; self.rng.range(1, 4096) as usize],
+            2 => (0..self.rng.range(1, 600))
+                .map(|_| self.rng.next_u64() as u8)
+                .collect(),
+            _ => Vec::new(),
+        };
         let node = &mut self.nodes[id as usize];
         if node.engine.is_none() {
             return;
         }
         node.engine = None;
         node.incarnation += 1;
-        node.wal.0.lock().expect("wal").crash(keep as usize);
+        node.wal
+            .0
+            .lock()
+            .expect("wal")
+            .crash_leaving(keep as usize, &junk);
         #[cfg(test)]
         if self.config.amnesia {
             node.wal.0.lock().expect("wal").crash(0);
@@ -850,7 +1124,10 @@ impl Simulator {
             *node.sign_store.0.lock().expect("store") = None;
         }
         self.report.crashes += 1;
-        self.trace(|| format!("node {id} crashes, keeps {keep} unsynced WAL bytes"));
+        let junk = junk.len();
+        self.trace(|| {
+            format!("node {id} crashes, keeps {keep} unsynced WAL bytes, then {junk} bytes of junk")
+        });
     }
 
     fn deliver(&mut self, to: Address, message: Message<Ctx>) {
@@ -863,16 +1140,9 @@ impl Simulator {
             self.vote_for(to, &p.proposal);
         }
         let input = match message {
-            Message::Proposal(proposal) => {
-                let valid = block_is_valid(
-                    &proposal.proposal.value,
-                    proposal.proposal.height,
-                    &self.validators,
-                );
-                #[cfg(test)]
-                let valid = valid || self.config.accept_invalid;
-                EngineInput::Proposal { proposal, valid }
-            }
+            // Its verdict is asked for when the engine processes it for
+            // its height (`EngineOutput::CheckProposal`).
+            Message::Proposal(proposal) => EngineInput::Proposal(proposal),
             Message::Vote(vote) => EngineInput::Vote(vote),
             Message::Commit { value, certificate } => {
                 let node = &mut self.nodes[to as usize];
@@ -906,11 +1176,11 @@ impl Simulator {
 
     /// A node's WAL for traces: sizes, then one short line per record.
     fn wal_summary(&self, id: Address) -> String {
-        let (bytes, durable) = {
+        let (bytes, durable, synced) = {
             let wal = self.nodes[id as usize].wal.0.lock().expect("wal");
-            (wal.bytes.clone(), wal.durable_len)
+            (wal.bytes.clone(), wal.durable_len, wal.synced_len)
         };
-        let records = match decode_log::<Ctx>(&bytes) {
+        let records = match decode_log::<Ctx>(&bytes, synced) {
             Ok(replay) => replay.entries.iter().map(describe_wal_entry).collect(),
             Err(e) => vec![e.to_string()],
         };
@@ -977,6 +1247,16 @@ impl Simulator {
                         },
                     );
                 }
+                EngineOutput::CheckProposal(proposal) => {
+                    let validity = self.validity(id, &proposal.proposal.value);
+                    let Some(engine) = self.nodes[id as usize].engine.as_mut() else {
+                        return;
+                    };
+                    match engine.handle(EngineInput::ProposalVerdict { proposal, validity }) {
+                        Ok(more) => pending.extend(more),
+                        Err(e) => return self.engine_failed(id, e),
+                    }
+                }
                 EngineOutput::RequestValue { height, round } => {
                     let value = self.make_block(id, height);
                     self.proposed_ids
@@ -1029,7 +1309,8 @@ impl Simulator {
                 }
                 EngineOutput::Evidence(evidence) => {
                     self.report.evidence += 1;
-                    if evidence.verify(CHAIN_ID, &self.validators).is_err() {
+                    let height = self.nodes[id as usize].chain.len() as Height + 1;
+                    if evidence.verify(CHAIN_ID, &self.validators, height).is_err() {
                         self.violation(format!("node {id} produced unverifiable evidence"));
                     }
                     let culprit = evidence.first.vote.validator;
@@ -1043,17 +1324,63 @@ impl Simulator {
         }
     }
 
+    /// `id`'s clock: simulated time plus its offset.
+    fn clock_ms(&self, id: Address) -> u64 {
+        self.now
+            .saturating_add_signed(self.nodes[id as usize].clock_offset_ms)
+    }
+
+    /// The block `id` proposes at `height`: its clock's time (after the
+    /// parent's) and its certificate of the parent. A Byzantine proposer
+    /// leaves out a signer whenever the rest is still a quorum.
     fn make_block(&mut self, id: Address, height: Height) -> SimBlock {
         let node = &self.nodes[id as usize];
-        let last_commit = match node.chain.last() {
-            Some((_, certificate)) if height > 1 => certificate.signers(),
-            _ => Vec::new(),
+        let (parent_time, mut last_commit) = match node.chain.last() {
+            Some((block, certificate)) => (block.time_ms, Some(SimCertificate::from(certificate))),
+            None => (0, None),
         };
+        if !self.honest(id)
+            && let Some(certificate) = &mut last_commit
+        {
+            let omit = self.rng.range(0, certificate.signatures.len() as u64 - 1) as usize;
+            let mut fewer = certificate.clone();
+            fewer.signatures.remove(omit);
+            let power: u64 = fewer
+                .signatures
+                .iter()
+                .filter_map(|(a, _)| self.validators.power_of(a))
+                .sum();
+            if self.validators.is_quorum(power) {
+                *certificate = fewer;
+            }
+        }
         SimBlock {
             height,
             proposer: id,
             payload: self.rng.next_u64(),
+            time_ms: self.clock_ms(id).max(parent_time + 1),
             last_commit,
+        }
+    }
+
+    /// `id`'s verdict on `block` for the height it is at, as a host gives
+    /// it: against its own chain and its own clock.
+    fn validity(&self, id: Address, block: &SimBlock) -> Validity {
+        #[cfg(test)]
+        if self.config.accept_invalid {
+            return Validity::Valid;
+        }
+        let node = &self.nodes[id as usize];
+        let height = node.chain.len() as Height + 1;
+        let parent = Parent {
+            block: node.chain.last().map(|(b, _)| b),
+        };
+        if !block_is_valid(block, height, parent, &self.validators) {
+            Validity::Invalid
+        } else if is_timely(block, self.clock_ms(id), MAX_CLOCK_DRIFT_MS) {
+            Validity::Valid
+        } else {
+            Validity::Untimely
         }
     }
 
@@ -1083,7 +1410,10 @@ impl Simulator {
                     "node {id}: certificate for another value at height {height}"
                 ));
             }
-            if !block_is_valid(&value, height, &self.validators) {
+            let parent = Parent {
+                block: self.nodes[id as usize].chain.last().map(|(b, _)| b),
+            };
+            if !block_is_valid(&value, height, parent, &self.validators) {
                 self.violation(format!(
                     "validity: node {id} decided an invalid block at height {height}"
                 ));
@@ -1111,7 +1441,8 @@ impl Simulator {
         let node = &mut self.nodes[id as usize];
         node.last_decision_ms = self.now;
         node.chain.push((value, certificate));
-        let excluded = self.excluded_for(&self.nodes[id as usize].chain);
+        self.derive_exclusions(id);
+        let excluded = self.excluded_for(id);
         Some(EngineInput::StartHeight {
             height: height + 1,
             validators: self.validators.clone(),
@@ -1209,12 +1540,13 @@ impl Simulator {
                 };
                 let signature = self.rng.next_u64();
                 self.send_all(id, Message::Vote(SignedVote { vote, signature }));
-                let block = SimBlock {
-                    height,
-                    proposer: id,
-                    payload: self.rng.next_u64(),
-                    last_commit: vec![victim, victim],
-                };
+                let mut block = self.make_block(id, height);
+                block.last_commit = Some(SimCertificate {
+                    height: height.saturating_sub(1),
+                    round: 0,
+                    value_id: self.rng.next_u64(),
+                    signatures: vec![(victim, 0), (victim, 0)],
+                });
                 let proposal = crate::consensus::types::Proposal {
                     height,
                     round,
@@ -1234,6 +1566,35 @@ impl Simulator {
                         signature,
                     }),
                 );
+            }
+            Behaviour::Flood => {
+                // Votes for the next height: forged in others' names (bad
+                // signatures), then its own for many rounds and values.
+                for i in 0..64u64 {
+                    let own = i % 2 == 0;
+                    let validator = if own {
+                        id
+                    } else {
+                        self.rng.range(0, self.nodes.len() as u64 - 1) as Address
+                    };
+                    let vote = crate::consensus::types::Vote {
+                        height: height + 1,
+                        round: self.rng.range(0, 3) as Round,
+                        vote_type: if self.rng.chance(500) {
+                            VoteType::Prevote
+                        } else {
+                            VoteType::Precommit
+                        },
+                        value: self.random_value_id(),
+                        validator,
+                    };
+                    let signature = if own {
+                        sim_sign(id, &vote_sign_bytes(CHAIN_ID, &vote))
+                    } else {
+                        self.rng.next_u64()
+                    };
+                    self.send_all(id, Message::Vote(SignedVote { vote, signature }));
+                }
             }
             _ => {}
         }
@@ -1266,6 +1627,7 @@ impl Simulator {
         }
         match behaviour {
             Behaviour::Silent => {}
+            Behaviour::NeverPropose if matches!(message, Message::Proposal(_)) => {}
             Behaviour::Adversary | Behaviour::VoteEverything
                 if matches!(message, Message::Proposal(_)) =>
             {
@@ -1293,12 +1655,12 @@ impl Simulator {
             }
             Behaviour::DoubleProposal => self.double_proposal(id, message),
             Behaviour::Garbage if matches!(message, Message::Proposal(_)) => {
-                // Proposes invalid blocks: a duplicated signer in last_commit.
+                // Proposes invalid blocks: a time not after its parent's.
                 let Message::Proposal(p) = message else {
                     unreachable!()
                 };
                 let mut proposal = p.proposal;
-                proposal.value.last_commit = vec![id, id];
+                proposal.value.time_ms = 0;
                 let signature = sim_sign(id, &proposal_sign_bytes(CHAIN_ID, &proposal));
                 self.send_all(
                     id,
@@ -1406,6 +1768,9 @@ impl Simulator {
         if self.network.blocked[from as usize][to as usize] {
             return;
         }
+        if self.network.drop_proposals && matches!(message, Message::Proposal(_)) {
+            return;
+        }
         let faulty = self.in_fault_phase();
         if faulty && self.rng.chance(self.network.loss_permille) {
             return;
@@ -1419,6 +1784,10 @@ impl Simulator {
             self.network.slow[from as usize][to as usize]
         } else {
             1
+        };
+        let slow = match self.network.persistent_slow {
+            Some((node, factor)) if node == from => slow.max(factor),
+            _ => slow,
         };
         for _ in 0..copies {
             let delay = slow
@@ -1482,10 +1851,11 @@ fn describe_wal_entry(entry: &WalEntry<Ctx>) -> String {
     };
     match entry {
         WalEntry::StartHeight { height, .. } => format!("start h{height}"),
-        WalEntry::Proposal { proposal, valid } => format!(
-            "proposal r{} vr{:?} valid {valid}",
+        WalEntry::Proposal { proposal, validity } => format!(
+            "proposal r{} vr{:?} {validity:?}",
             proposal.proposal.round, proposal.proposal.valid_round
         ),
+        WalEntry::JumpToRound { round, .. } => format!("jump to r{round}"),
         WalEntry::Vote(v) => vote(v),
         WalEntry::ProposeValue { round, .. } => format!("value for r{round}"),
         WalEntry::Timeout(t) => format!("timeout {:?} r{}", t.kind, t.round),
