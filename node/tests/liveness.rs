@@ -1,5 +1,5 @@
 //! Liveness with a validator down: with one of four validators crashed for
-//! good, proposer skipping (absent from recent commit certificates) and
+//! good, proposer skipping (after a missed proposer turn) and
 //! short adaptive timeouts keep at least half of the healthy rate; plain
 //! Tendermint with a 3 s propose timeout keeps a few percent.
 

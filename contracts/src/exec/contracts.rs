@@ -241,14 +241,7 @@ impl Ctx<'_> {
         if self.now_ms >= closed_ms {
             return Err(AppError::MeteringClosed { period, closed_ms });
         }
-        let key = Key::Period {
-            contract: *id,
-            period,
-        };
-        let mut record: PeriodRecord = self.state.get(&key).unwrap_or_default();
-        if record.settled.is_some() {
-            return Err(AppError::PeriodAlreadySettled { period });
-        }
+        let (key, mut record) = self.unsettled_period(id, period)?;
         let slot = match reading {
             Reading::Availability => &mut record.availability,
             Reading::Delivery => &mut record.delivered,
@@ -290,6 +283,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// A period's record (empty if none yet) and its key; a settled
+    /// period takes no more readings and no second settlement.
+    fn unsettled_period(&self, id: &Hash, period: u32) -> AppResult<(Key, PeriodRecord)> {
+        let key = Key::Period {
+            contract: *id,
+            period,
+        };
+        let record: PeriodRecord = self.state.get(&key).unwrap_or_default();
+        if record.settled.is_some() {
+            return Err(AppError::PeriodAlreadySettled { period });
+        }
+        Ok((key, record))
+    }
+
     pub(super) fn settle_period(&mut self, id: &Hash, period: u32) -> AppResult {
         let firm = self.require_trader()?;
         let contract = self.contract(id)?;
@@ -304,14 +311,7 @@ impl Ctx<'_> {
                 end_ms: end,
             });
         }
-        let key = Key::Period {
-            contract: *id,
-            period,
-        };
-        let mut record: PeriodRecord = self.state.get(&key).unwrap_or_default();
-        if record.settled.is_some() {
-            return Err(AppError::PeriodAlreadySettled { period });
-        }
+        let (key, mut record) = self.unsettled_period(id, period)?;
         let adjustment = match &record.dispute {
             Some(DisputeStatus::Open { .. }) => return Err(AppError::DisputeOpen { period }),
             Some(DisputeStatus::Resolved { adjustment, .. }) => *adjustment,

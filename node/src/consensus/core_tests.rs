@@ -91,6 +91,18 @@ fn proposal(round: Round, value: &str, valid_round: Option<Round>, valid: bool) 
     }
 }
 
+fn proposal_judged(
+    round: Round,
+    value: &str,
+    valid_round: Option<Round>,
+    validity: Validity,
+) -> Input<Colors> {
+    let Input::Proposal { proposal, .. } = proposal(round, value, valid_round, true) else {
+        unreachable!()
+    };
+    Input::Proposal { proposal, validity }
+}
+
 fn votes_in(out: &[Output<Colors>]) -> Vec<(VoteType, Round, Option<String>)> {
     out.iter()
         .filter_map(|o| match o {
@@ -782,4 +794,176 @@ fn timeouts_adapt_to_the_rounds_heights_need() {
         timeouts,
         vec![slow - delta, slow - 2 * delta, slow - 2 * delta]
     );
+}
+
+#[test]
+fn l22_untimely_fresh_proposal_gets_nil() {
+    let (mut core, _) = started(3);
+    let out = feed(
+        &mut core,
+        vec![proposal_judged(0, "red", None, Validity::Untimely)],
+    );
+    assert_eq!(votes_in(&out), vec![(VoteType::Prevote, 0, None)]);
+}
+
+/// A re-proposal carries the time a polka accepted: judging it against the
+/// clock again would refuse a value others are locked on once time moved.
+#[test]
+fn l28_untimely_reproposal_with_polka_is_prevoted() {
+    let mut core = locked_on_red_in_round_1(3);
+    let out = feed(
+        &mut core,
+        vec![proposal_judged(1, "red", Some(0), Validity::Untimely)],
+    );
+    assert_eq!(
+        votes_in(&out),
+        vec![(VoteType::Prevote, 1, Some("red".into()))]
+    );
+}
+
+/// L36 and L49 ask `valid(v)` only: an untimely value with a polka is
+/// locked on, and with 2f+1 precommits decided.
+#[test]
+fn l36_and_l49_accept_an_untimely_value() {
+    let (mut core, _) = started(3);
+    let out = feed(
+        &mut core,
+        vec![
+            proposal_judged(0, "red", None, Validity::Untimely),
+            prevote(1, 0, Some("red")),
+            prevote(2, 0, Some("red")),
+            prevote(4, 0, Some("red")),
+        ],
+    );
+    assert!(votes_in(&out).contains(&(VoteType::Prevote, 0, None)));
+    assert_eq!(
+        core.valid().map(|(r, v)| (*r, v.as_str())),
+        Some((0, "red"))
+    );
+    let out = feed(
+        &mut core,
+        vec![
+            precommit(1, 0, Some("red")),
+            precommit(2, 0, Some("red")),
+            precommit(4, 0, Some("red")),
+        ],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Decide { value, .. } if value == "red"))
+    );
+}
+
+/// The same proposal again with a better verdict replaces the first; a
+/// worse one does not.
+#[test]
+fn l49_a_better_verdict_replaces_the_first() {
+    let (mut core, _) = started(3);
+    let precommits = vec![
+        precommit(1, 0, Some("red")),
+        precommit(2, 0, Some("red")),
+        precommit(4, 0, Some("red")),
+    ];
+    let mut inputs = vec![proposal_judged(0, "red", None, Validity::Invalid)];
+    inputs.extend(precommits);
+    let out = feed(&mut core, inputs);
+    assert!(!out.iter().any(|o| matches!(o, Output::Decide { .. })));
+    let out = feed(
+        &mut core,
+        vec![proposal_judged(0, "red", None, Validity::Valid)],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Decide { value, .. } if value == "red"))
+    );
+    // Never downgraded.
+    let (mut core, _) = started(3);
+    feed(
+        &mut core,
+        vec![
+            proposal_judged(1, "blue", None, Validity::Valid),
+            proposal_judged(1, "blue", None, Validity::Invalid),
+        ],
+    );
+    core.force_round(1);
+    let out = feed(
+        &mut core,
+        vec![
+            precommit(1, 1, Some("blue")),
+            precommit(2, 1, Some("blue")),
+            precommit(4, 1, Some("blue")),
+        ],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Decide { value, .. } if value == "blue"))
+    );
+}
+
+/// The proposer of a round is computed once per height (selection can
+/// cost a rotation period), however many proposals and rounds ask.
+#[test]
+fn the_proposer_of_a_round_is_computed_once() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let selector = move |h: Height, r: Round| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        rotating(h, r)
+    };
+    let mut core = Core::new(
+        Params::default(),
+        set(&[1, 1, 1, 1]),
+        v(3),
+        H,
+        Arc::new(selector),
+    );
+    core.start().unwrap();
+    for value in ["red", "blue", "green", "red", "blue"] {
+        feed(&mut core, vec![proposal(0, value, None, true)]);
+        feed(&mut core, vec![proposal(2, value, None, true)]);
+    }
+    for _ in 0..10 {
+        assert_eq!(core.proposer(2), rotating(H, 2));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "rounds 0 and 2, once each");
+}
+
+/// A validator set exists only through `ValidatorSet::new`: decoding
+/// checks the same rules (so a WAL or block cannot smuggle in zero power,
+/// a duplicate, an unsorted list, a wrong total or a total above the one
+/// bound), and the bound is `MAX_TOTAL_VOTING_POWER`.
+#[test]
+fn validator_sets_decode_through_their_checks_and_one_bound() {
+    use symbiont_contracts::codec;
+    assert!(ValidatorSet::<Colors>::new([(v(1), MAX_TOTAL_VOTING_POWER)]).is_ok());
+    assert_eq!(
+        ValidatorSet::<Colors>::new([(v(1), MAX_TOTAL_VOTING_POWER), (v(2), 1)]),
+        Err(ConsensusError::PowerOverflow)
+    );
+    let good = set(&[2, 1, 1]);
+    let decoded: ValidatorSet<Colors> = codec::decode(&codec::encode(&good)).unwrap();
+    assert_eq!(decoded, good);
+    // The wire form: (list of (address, power), total).
+    let raw = |list: &[(u32, u64)], total: u64| {
+        let list: Vec<(String, u64)> = list.iter().map(|(a, p)| (v(*a), *p)).collect();
+        codec::encode(&(list, total))
+    };
+    assert_eq!(raw(&[(1, 2), (2, 1), (3, 1)], 4), codec::encode(&good));
+    for (list, total) in [
+        (vec![(1, 2), (2, 0)], 2),
+        (vec![(1, 1), (1, 1)], 2),
+        (vec![(2, 1), (1, 1)], 2),
+        (vec![(1, 1), (2, 1)], 3),
+        (vec![], 0),
+        (
+            vec![(1, MAX_TOTAL_VOTING_POWER), (2, 1)],
+            MAX_TOTAL_VOTING_POWER + 1,
+        ),
+    ] {
+        assert!(
+            codec::decode::<ValidatorSet<Colors>>(&raw(&list, total)).is_err(),
+            "{list:?} total {total} decoded"
+        );
+    }
 }

@@ -424,7 +424,13 @@ impl<C: Context> Engine<C> {
         if height == current {
             return !self.decided;
         }
-        if !self.core.validators().contains(signer) || !verify() {
+        let next = height == current.saturating_add(1);
+        let input = next.then(input);
+        // Gossip repeats messages: one already waiting was checked.
+        let known = input
+            .as_ref()
+            .is_some_and(|input| self.future.iter().any(|(_, i)| i == input));
+        if !known && (!self.core.validators().contains(signer) || !verify()) {
             return false;
         }
         if height < current {
@@ -435,8 +441,11 @@ impl<C: Context> Engine<C> {
             return false;
         }
         let buffered = self.future.iter().filter(|(a, _)| a == signer).count();
-        if height == current.saturating_add(1) && buffered < MAX_FUTURE_MESSAGES_PER_VALIDATOR {
-            self.future.push((signer.clone(), input()));
+        if let Some(input) = input
+            && !known
+            && buffered < MAX_FUTURE_MESSAGES_PER_VALIDATOR
+        {
+            self.future.push((signer.clone(), input));
         }
         // We are behind: a validator that is silent (say, after a crash
         // that cost it its vote at this step) would otherwise never learn.
