@@ -2,4 +2,5 @@
 
 pub mod block;
 pub mod consensus;
+pub mod mempool;
 pub mod sim;

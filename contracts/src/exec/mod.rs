@@ -222,8 +222,9 @@ fn execute_tx(
     result
 }
 
-/// The signer's key record, if it is a key of a current member firm.
-fn actor_of(state: &State, signer: &PublicKey) -> AppResult<KeyRecord> {
+/// The signer's key record, if it is a key of a current member firm (the
+/// node's mempool admits only such signers, by this same rule).
+pub fn actor_of(state: &State, signer: &PublicKey) -> Result<KeyRecord, AppError> {
     let record: KeyRecord = state
         .get(&Key::Key(*signer))
         .ok_or(AppError::UnknownSigner(*signer))?;

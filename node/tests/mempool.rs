@@ -1,0 +1,237 @@
+//! The mempool: every admission check with its typed error and no change on
+//! refusal, deduplication, the bounds, nonce order in `reap` (gaps wait,
+//! block limits respected, arrival order across signers), and `update`
+//! after a block.
+
+use symbiont_contracts::exec::{BlockInfo, execute_block, genesis_state};
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::state::State;
+use symbiont_contracts::tx::{MAX_TX_BYTES, SignedTx, TxBody, TxKind};
+use symbiont_node::mempool::{AdmitError, Mempool, MempoolConfig};
+
+const CHAIN: &str = "mempool-test";
+const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i; 32])
+}
+
+/// Two firms (admins of seeds 1 and 2), one validator (seed 10).
+fn state() -> State {
+    let text = format!(
+        r#"
+chain_id = "{CHAIN}"
+genesis_time_ms = {GENESIS_TIME_MS}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = 1000
+timeout_prevote_ms = 500
+timeout_precommit_ms = 500
+timeout_delta_ms = 250
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[firms]]
+id = "alpha"
+name = "Alpha"
+admin_key = "{}"
+[[firms]]
+id = "beta"
+name = "Beta"
+admin_key = "{}"
+[[nodes]]
+id = "n1"
+firm = "alpha"
+site = "Site"
+key = "{}"
+validator = true
+power = 1
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#,
+        key(1).public(),
+        key(2).public(),
+        key(10).public()
+    );
+    genesis_state(&Genesis::from_toml(&text).expect("test genesis"))
+}
+
+/// A transaction of `signer` with `nonce` (kinds differ by `salt`, so two
+/// transactions of one nonce differ).
+fn tx(signer: u8, nonce: u64, salt: u8) -> SignedTx {
+    SignedTx::sign(
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce,
+            kind: TxKind::Withdraw {
+                listing: Hash([salt; 32]),
+            },
+        },
+        &key(signer),
+    )
+}
+
+fn pool(config: MempoolConfig) -> Mempool {
+    Mempool::new(CHAIN, config)
+}
+
+fn ids(txs: &[SignedTx]) -> Vec<(u8, u64)> {
+    txs.iter()
+        .map(|t| {
+            let who = if t.signer == key(1).public() { 1 } else { 2 };
+            (who, t.body.nonce)
+        })
+        .collect()
+}
+
+#[test]
+fn each_refusal_is_typed_and_changes_nothing() {
+    let state = state();
+    let mut pool = pool(MempoolConfig::default());
+    pool.admit(tx(1, 1, 0), &state).unwrap();
+    let (len, bytes) = (pool.len(), pool.bytes());
+    let mut bad_signature = tx(1, 2, 0);
+    bad_signature.signature.0[0] ^= 1;
+    let mut wrong_chain = tx(1, 2, 0);
+    wrong_chain.body.chain_id = "other".into();
+    let wrong_chain = SignedTx::sign(wrong_chain.body, &key(1));
+    let oversize = SignedTx::sign(
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce: 2,
+            kind: TxKind::GrantLicence {
+                firm: "x".repeat(MAX_TX_BYTES),
+                ewc_code: "10 01 02".into(),
+                expires_ms: 0,
+            },
+        },
+        &key(1),
+    );
+    let cases: Vec<(SignedTx, &str)> = vec![
+        (tx(1, 1, 0), "duplicate"),
+        (bad_signature, "bad_signature"),
+        (wrong_chain, "wrong_chain_id"),
+        (oversize, "oversize"),
+        (tx(7, 1, 0), "unknown_signer"),
+        (tx(1, 1, 5), "nonce_taken"),
+        (tx(1, 0, 0), "bad_nonce"),
+        (tx(1, 18, 0), "nonce_too_far_ahead"),
+    ];
+    for (bad, code) in cases {
+        let error = pool.admit(bad, &state).expect_err(code);
+        assert_eq!(error.code(), code, "{error}");
+        assert_eq!((pool.len(), pool.bytes()), (len, bytes), "{code}");
+    }
+    // The far end of the window is still admitted.
+    pool.admit(tx(1, 17, 0), &state).unwrap();
+}
+
+#[test]
+fn bounds_by_count_bytes_and_signer() {
+    let state = state();
+    let mut small = pool(MempoolConfig {
+        max_txs: 3,
+        ..MempoolConfig::default()
+    });
+    for nonce in 1..=3 {
+        small.admit(tx(1, nonce, 0), &state).unwrap();
+    }
+    assert!(matches!(
+        small.admit(tx(2, 1, 0), &state),
+        Err(AdmitError::Full { txs: 3, .. })
+    ));
+    let one_tx = tx(1, 1, 0).to_bytes().len();
+    let mut by_bytes = pool(MempoolConfig {
+        max_bytes: 2 * one_tx,
+        ..MempoolConfig::default()
+    });
+    by_bytes.admit(tx(1, 1, 0), &state).unwrap();
+    by_bytes.admit(tx(1, 2, 0), &state).unwrap();
+    assert_eq!(by_bytes.bytes(), 2 * one_tx);
+    assert_eq!(
+        by_bytes.admit(tx(2, 1, 0), &state).unwrap_err().code(),
+        "mempool_full"
+    );
+    let mut per_signer = pool(MempoolConfig {
+        max_per_signer: 2,
+        ..MempoolConfig::default()
+    });
+    per_signer.admit(tx(1, 1, 0), &state).unwrap();
+    per_signer.admit(tx(1, 2, 0), &state).unwrap();
+    assert_eq!(
+        per_signer.admit(tx(1, 3, 0), &state).unwrap_err().code(),
+        "signer_full"
+    );
+    // Another signer still fits.
+    per_signer.admit(tx(2, 1, 0), &state).unwrap();
+}
+
+#[test]
+fn reap_takes_each_signers_nonces_in_order_and_stops_at_a_gap() {
+    let state = state();
+    let mut pool = pool(MempoolConfig::default());
+    // Arrival: alpha 2, beta 1, alpha 1, alpha 4 (gap at 3), beta 2.
+    for (who, nonce) in [(1, 2), (2, 1), (1, 1), (1, 4), (2, 2)] {
+        pool.admit(tx(who, nonce, 0), &state).unwrap();
+    }
+    let block = pool.reap(&state, 100, usize::MAX);
+    // Alpha's 2 cannot go before its 1; 4 waits for 3.
+    assert_eq!(ids(&block), vec![(2, 1), (1, 1), (1, 2), (2, 2)]);
+    assert_eq!(ids(&pool.reap(&state, 2, usize::MAX)), vec![(2, 1), (1, 1)]);
+    let one_tx = tx(1, 1, 0).to_bytes().len();
+    assert_eq!(pool.reap(&state, 100, 3 * one_tx).len(), 3);
+    // The gap filled: 3 and 4 follow.
+    pool.admit(tx(1, 3, 0), &state).unwrap();
+    let block = pool.reap(&state, 100, usize::MAX);
+    assert_eq!(block.len(), 6);
+    assert_eq!(
+        ids(&block)
+            .into_iter()
+            .filter(|(w, _)| *w == 1)
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (1, 2), (1, 3), (1, 4)]
+    );
+}
+
+#[test]
+fn update_drops_what_a_block_committed_or_made_stale() {
+    let mut state = state();
+    let mut pool = pool(MempoolConfig::default());
+    for nonce in 1..=3 {
+        pool.admit(tx(1, nonce, 0), &state).unwrap();
+    }
+    pool.admit(tx(2, 1, 0), &state).unwrap();
+    // A block holds alpha's 1 and 2 (one sent elsewhere: another copy of
+    // nonce 2 with other contents).
+    let in_block = vec![tx(1, 1, 0), tx(1, 2, 9)];
+    let outcome = execute_block(
+        &mut state,
+        &BlockInfo {
+            height: 1,
+            time_ms: GENESIS_TIME_MS + 1,
+        },
+        &in_block,
+    )
+    .unwrap();
+    let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
+    let dropped = pool.update(&committed, &state);
+    assert_eq!(dropped, 2, "alpha 1 committed, alpha 2 stale");
+    assert_eq!(pool.len(), 2);
+    assert_eq!(
+        ids(&pool.reap(&state, 100, usize::MAX)),
+        vec![(1, 3), (2, 1)]
+    );
+    assert_eq!(pool.bytes(), 2 * tx(1, 1, 0).to_bytes().len());
+    // Committed transactions are refused from then on.
+    assert_eq!(
+        pool.admit(tx(1, 1, 0), &state).unwrap_err().code(),
+        "already_included"
+    );
+}
