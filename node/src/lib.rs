@@ -4,3 +4,4 @@ pub mod block;
 pub mod consensus;
 pub mod mempool;
 pub mod sim;
+pub mod verify;

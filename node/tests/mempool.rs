@@ -235,3 +235,51 @@ fn update_drops_what_a_block_committed_or_made_stale() {
         "already_included"
     );
 }
+
+/// A block's transactions are checked once: those the mempool admitted
+/// are taken as verified, the rest verified strictly in parallel; the
+/// verdicts (and then the execution) equal verifying each in turn.
+#[test]
+fn block_checks_skip_admitted_and_match_sequential_verification() {
+    use std::num::NonZeroUsize;
+    use symbiont_contracts::exec::execute_block_checked;
+    use symbiont_node::verify::check_block_txs;
+    let state = state();
+    let mut pool = pool(MempoolConfig::default());
+    let admitted = tx(1, 1, 0);
+    pool.admit(admitted.clone(), &state).unwrap();
+    let mut forged = tx(2, 1, 0);
+    forged.signature.0[5] ^= 1;
+    let mut wrong_chain = tx(2, 2, 0).body;
+    wrong_chain.chain_id = "elsewhere".into();
+    let mut txs = vec![admitted, forged, SignedTx::sign(wrong_chain, &key(2))];
+    txs.extend((2..12).map(|n| tx(1, n, 0)));
+    for threads in [1, 2, 5] {
+        let checks = check_block_txs(
+            &txs,
+            CHAIN,
+            |id| pool.contains(id),
+            NonZeroUsize::new(threads).unwrap(),
+        );
+        let sequential: Vec<_> = txs.iter().map(|t| t.verify(CHAIN)).collect();
+        assert_eq!(checks, sequential, "{threads} threads");
+    }
+    // Claimed known, a forged one would pass the check: `known` must only
+    // name what admission verified (its id pins the verified bytes).
+    let claimed = check_block_txs(&txs, CHAIN, |_| true, NonZeroUsize::MIN);
+    assert!(claimed.iter().all(Result::is_ok));
+    // Execution with the checks equals execution that verifies.
+    let block = BlockInfo {
+        height: 1,
+        time_ms: GENESIS_TIME_MS + 1,
+    };
+    let checks = check_block_txs(&txs, CHAIN, |id| pool.contains(id), NonZeroUsize::MIN);
+    let (mut a, mut b) = (state.clone(), state.clone());
+    let checked = execute_block_checked(&mut a, &block, &txs, &checks).unwrap();
+    let verified = execute_block(&mut b, &block, &txs).unwrap();
+    assert_eq!(checked, verified);
+    assert_eq!(
+        checked.results[1].1.as_ref().unwrap_err().code(),
+        "bad_signature"
+    );
+}
