@@ -8,7 +8,8 @@ pub mod types;
 
 pub use self::core::{Core, Input, Output, Params, Validity};
 pub use self::proposer::{
-    MISSED_TURN_WINDOW, ProposerSelector, WeightedRoundRobin, excluded_proposers, missed_turns,
+    MISSED_TURN_WINDOW, ProposerHistory, ProposerSelector, WeightedRoundRobin, excluded_proposers,
+    missed_turns,
 };
 pub use self::types::*;
 #[cfg(test)]

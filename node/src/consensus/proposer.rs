@@ -204,6 +204,69 @@ pub fn excluded_proposers<C: Context>(
     excluded
 }
 
+/// The exclusions a chain implies, kept up to date block by block: what a
+/// node (or an auditor) derives from the chain alone. Holds the missed
+/// turns of the last `MISSED_TURN_WINDOW` heights and the exclusions of
+/// the current and next height.
+#[derive(Clone, Debug)]
+pub struct ProposerHistory<C: Context> {
+    missed: Vec<(Height, Vec<C::Address>)>,
+    excluded: std::collections::BTreeMap<Height, Vec<C::Address>>,
+}
+
+impl<C: Context> Default for ProposerHistory<C> {
+    fn default() -> Self {
+        Self {
+            missed: Vec::new(),
+            excluded: std::collections::BTreeMap::from([(1, Vec::new())]),
+        }
+    }
+}
+
+impl<C: Context> ProposerHistory<C> {
+    /// Block `height` was committed. It carries the certificate of
+    /// `height - 1` (`last_commit_round`: its round; `None` at height 1),
+    /// so the proposers of the rounds before it, under the exclusions of
+    /// that height and its validators `previous_validators`, missed their
+    /// turn. `next_validators` are those of `height + 1`. Returns the
+    /// exclusions of `height + 1`.
+    pub fn on_commit(
+        &mut self,
+        selector: &dyn ProposerSelector<C>,
+        height: Height,
+        last_commit_round: Option<Round>,
+        previous_validators: &ValidatorSet<C>,
+        next_validators: &ValidatorSet<C>,
+    ) -> Vec<C::Address> {
+        if let (Some(round), Some(at)) = (last_commit_round, height.checked_sub(1))
+            && at >= 1
+        {
+            let then = self.excluded_at(at);
+            let missed = missed_turns(selector, previous_validators, at, &then, round);
+            if !missed.is_empty() {
+                self.missed.push((at, missed));
+            }
+        }
+        let next = height.saturating_add(1);
+        let excluded = excluded_proposers(next_validators, &self.missed, next);
+        self.missed
+            .retain(|(h, _)| h.saturating_add(MISSED_TURN_WINDOW) >= next);
+        self.excluded.retain(|h, _| h.saturating_add(1) >= next);
+        self.excluded.insert(next, excluded.clone());
+        excluded
+    }
+
+    /// The exclusions in force at `height` (the current or the next one).
+    pub fn excluded_at(&self, height: Height) -> Vec<C::Address> {
+        self.excluded.get(&height).cloned().unwrap_or_default()
+    }
+
+    /// The missed turns it remembers, `(height, validators)`.
+    pub fn missed(&self) -> &[(Height, Vec<C::Address>)] {
+        &self.missed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +382,42 @@ mod tests {
         // Unknown addresses are ignored.
         let recent = vec![(20, vec![99])];
         assert!(excluded_proposers(&validators, &recent, 21).is_empty());
+    }
+
+    #[test]
+    fn history_follows_the_chain() {
+        let validators = set(&[1, 1, 1, 1]);
+        let mut history = ProposerHistory::<SimContext>::default();
+        assert!(history.excluded_at(1).is_empty());
+        // Height 1 committed (no certificate in it), height 2 carries the
+        // certificate of height 1, decided in round 1: round 0's proposer
+        // of height 1 missed its turn, excluded from height 3 on.
+        history.on_commit(&WeightedRoundRobin, 1, None, &validators, &validators);
+        assert!(history.excluded_at(2).is_empty());
+        let missed = WeightedRoundRobin.proposer(&validators, 1, 0, &[]);
+        let excluded = history.on_commit(&WeightedRoundRobin, 2, Some(1), &validators, &validators);
+        assert_eq!(excluded, vec![missed]);
+        assert_eq!(history.missed(), &[(1, vec![missed])]);
+        let mut last = excluded;
+        // Excluded through height 1 + MISSED_TURN_WINDOW.
+        for height in 3..=MISSED_TURN_WINDOW {
+            last = history.on_commit(
+                &WeightedRoundRobin,
+                height,
+                Some(0),
+                &validators,
+                &validators,
+            );
+        }
+        assert_eq!(last, vec![missed], "still within the window");
+        let after = history.on_commit(
+            &WeightedRoundRobin,
+            MISSED_TURN_WINDOW + 1,
+            Some(0),
+            &validators,
+            &validators,
+        );
+        assert!(after.is_empty(), "the window is over");
+        assert!(history.missed().is_empty());
     }
 }

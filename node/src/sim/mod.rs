@@ -15,7 +15,7 @@ use crate::consensus::core::{Params, Validity};
 use crate::consensus::engine::{Engine, EngineInput, EngineOutput};
 use crate::consensus::keeper::MAX_ROUND_LOOKAHEAD;
 use crate::consensus::proposer::{
-    MISSED_TURN_WINDOW, ProposerSelector, WeightedRoundRobin, excluded_proposers, missed_turns,
+    MISSED_TURN_WINDOW, ProposerHistory, ProposerSelector, WeightedRoundRobin,
 };
 use crate::consensus::signed::{
     CommitCertificate, Message, SignedProposal, SignedVote, proposal_sign_bytes, vote_sign_bytes,
@@ -318,11 +318,9 @@ struct Node {
     sync_buffer: BTreeMap<Height, (SimBlock, CommitCertificate<Ctx>)>,
     /// The local clock's offset from simulated time (ms).
     clock_offset_ms: i64,
-    /// Derived from the chain (so durable with it): who missed their
-    /// proposer turn at each height the chain has certificates for, and
-    /// the exclusions in force at each height.
-    missed: Vec<(Height, Vec<Address>)>,
-    excluded: BTreeMap<Height, Vec<Address>>,
+    /// Derived from the chain (so durable with it): missed proposer turns
+    /// and the exclusions they imply.
+    history: ProposerHistory<Ctx>,
     /// Crashed for good.
     retired: bool,
 }
@@ -572,8 +570,7 @@ impl Simulator {
                 } else {
                     0
                 },
-                missed: Vec::new(),
-                excluded: BTreeMap::from([(1, Vec::new())]),
+                history: ProposerHistory::default(),
                 retired: false,
             })
             .collect();
@@ -946,57 +943,37 @@ impl Simulator {
 
     /// The exclusions in force at the height after `id`'s chain.
     fn excluded_for(&self, id: Address) -> Vec<Address> {
+        if self.config.plain {
+            return Vec::new();
+        }
         let node = &self.nodes[id as usize];
         let height = node.chain.len() as Height + 1;
-        node.excluded.get(&height).cloned().unwrap_or_default()
-    }
-
-    /// After `id` committed its last block: who missed their turn at the
-    /// height its certificate is for, and the exclusions of the next
-    /// height. A function of the chain alone.
-    fn derive_exclusions(&mut self, id: Address) {
-        let node = &self.nodes[id as usize];
-        let height = node.chain.len() as Height;
-        if height >= 2
-            && let Some(certificate) = &node.chain[height as usize - 1].0.last_commit
-        {
-            let at = height - 1;
-            let excluded_then = node.excluded.get(&at).cloned().unwrap_or_default();
-            let missed = missed_turns(
-                self.selector.as_ref(),
-                &self.validators,
-                at,
-                &excluded_then,
-                certificate.round,
-            );
-            self.nodes[id as usize].missed.push((at, missed));
-        }
-        let next = height + 1;
-        let excluded = if self.config.plain {
-            Vec::new()
-        } else {
-            self.exclusion_rule(id, next)
-        };
-        let node = &mut self.nodes[id as usize];
-        node.missed
-            .retain(|(h, _)| h.saturating_add(MISSED_TURN_WINDOW) >= next);
-        node.excluded.retain(|h, _| *h + 1 >= next);
-        node.excluded.insert(next, excluded.clone());
-        self.check_exclusions(id, next, excluded);
-    }
-
-    #[cfg(not(test))]
-    fn exclusion_rule(&self, id: Address, height: Height) -> Vec<Address> {
-        excluded_proposers(&self.validators, &self.nodes[id as usize].missed, height)
-    }
-
-    #[cfg(test)]
-    fn exclusion_rule(&self, id: Address, height: Height) -> Vec<Address> {
-        let node = &self.nodes[id as usize];
+        #[cfg(test)]
         if self.config.old_exclusion_rule {
             return tests::old_absent_validators(&self.validators, &node.chain);
         }
-        excluded_proposers(&self.validators, &node.missed, height)
+        node.history.excluded_at(height)
+    }
+
+    /// After `id` committed its last block: the exclusions of the next
+    /// height, a function of the chain alone.
+    fn derive_exclusions(&mut self, id: Address) {
+        let node = &mut self.nodes[id as usize];
+        let height = node.chain.len() as Height;
+        let round = node.chain[height as usize - 1]
+            .0
+            .last_commit
+            .as_ref()
+            .map(|c| c.round);
+        node.history.on_commit(
+            self.selector.as_ref(),
+            height,
+            round,
+            &self.validators,
+            &self.validators,
+        );
+        let excluded = self.excluded_for(id);
+        self.check_exclusions(id, height + 1, excluded);
     }
 
     /// Every node computes the same exclusions from the chain, and no live
