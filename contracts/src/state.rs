@@ -30,17 +30,31 @@ pub enum Key {
     Nonce(PublicKey),
     Node(String),
     Kind(String),
-    Licence { firm: String, ewc_code: String },
+    Licence {
+        firm: String,
+        ewc_code: String,
+    },
     Proposal(Hash),
     Listing(Hash),
     Contract(Hash),
-    Period { contract: Hash, period: u32 },
+    Period {
+        contract: Hash,
+        period: u32,
+    },
     Balance(Account),
-    Obligation { debtor: Account, creditor: Account },
+    Obligation {
+        debtor: Account,
+        creditor: Account,
+    },
     Avoided(AvoidedAccount),
     Pool(Hash),
-    PoolPeriod { pool: Hash, period: u32 },
+    PoolPeriod {
+        pool: Hash,
+        period: u32,
+    },
     Receipt(Hash),
+    /// Equivocation evidence, by the hash of its canonical encoding.
+    Evidence(Hash),
 }
 
 impl Key {
@@ -263,6 +277,22 @@ pub struct Receipt {
     /// None: applied. Some(code): failed, and changed nothing but this
     /// receipt and the signer's nonce.
     pub error: Option<String>,
+}
+
+/// Equivocation recorded on the ledger: a validator signed two different
+/// votes at one height, round and step. The consensus layer verifies the
+/// evidence before a block carries it; the application records what it
+/// names, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub validator: PublicKey,
+    /// Where it equivocated.
+    pub height: u64,
+    pub round: u32,
+    /// 0 prevote, 1 precommit.
+    pub step: u8,
+    /// The block that recorded it.
+    pub recorded_at: u64,
 }
 
 /// One block's committed writes in ascending key order: (key bytes, new

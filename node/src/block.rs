@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 use symbiont_contracts::codec;
+use symbiont_contracts::exec::BlockEvidence;
 use symbiont_contracts::genesis::ConsensusParams;
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::PublicKey;
@@ -23,7 +24,7 @@ use symbiont_contracts::tx::SignedTx;
 use crate::consensus::core::{Params, Validity};
 use crate::consensus::ed25519::Ed25519Context;
 use crate::consensus::signed::{CertificateError, CommitCertificate, DuplicateVoteEvidence};
-use crate::consensus::types::{Height, ValidatorSet};
+use crate::consensus::types::{Height, ValidatorSet, VoteType};
 
 pub type Certificate = CommitCertificate<Ed25519Context>;
 pub type Evidence = DuplicateVoteEvidence<Ed25519Context>;
@@ -76,6 +77,27 @@ pub fn tx_root(txs: &[SignedTx]) -> Hash {
 /// `H(evidence list)`.
 pub fn evidence_root(evidence: &[Evidence]) -> Hash {
     codec::hash(evidence)
+}
+
+/// What the application records of a block's evidence
+/// (`exec::execute_block_checked`): its hash and what it names.
+pub fn block_evidence(evidence: &[Evidence]) -> Vec<BlockEvidence> {
+    evidence
+        .iter()
+        .map(|item| {
+            let vote = &item.first.vote;
+            BlockEvidence {
+                hash: codec::hash(item),
+                validator: vote.validator,
+                height: vote.height,
+                round: vote.round,
+                step: match vote.vote_type {
+                    VoteType::Prevote => 0,
+                    VoteType::Precommit => 1,
+                },
+            }
+        })
+        .collect()
 }
 
 /// `H(Option<certificate>)`.

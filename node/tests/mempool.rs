@@ -3,65 +3,13 @@
 //! block limits respected, arrival order across signers), and `update`
 //! after a block.
 
-use symbiont_contracts::exec::{BlockInfo, execute_block, genesis_state};
-use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::exec::{BlockInfo, execute_block};
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::keys::Keypair;
-use symbiont_contracts::state::State;
 use symbiont_contracts::tx::{MAX_TX_BYTES, SignedTx, TxBody, TxKind};
 use symbiont_node::mempool::{AdmitError, Mempool, MempoolConfig};
 
-const CHAIN: &str = "mempool-test";
-const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
-
-fn key(i: u8) -> Keypair {
-    Keypair::from_seed([i; 32])
-}
-
-/// Two firms (admins of seeds 1 and 2), one validator (seed 10).
-fn state() -> State {
-    let text = format!(
-        r#"
-chain_id = "{CHAIN}"
-genesis_time_ms = {GENESIS_TIME_MS}
-[currency]
-code = "EUR"
-minor_units = 2
-[consensus]
-timeout_propose_ms = 1000
-timeout_prevote_ms = 500
-timeout_precommit_ms = 500
-timeout_delta_ms = 250
-max_block_txs = 100
-max_block_bytes = 1000000
-max_clock_drift_ms = 1000
-[[firms]]
-id = "alpha"
-name = "Alpha"
-admin_key = "{}"
-[[firms]]
-id = "beta"
-name = "Beta"
-admin_key = "{}"
-[[nodes]]
-id = "n1"
-firm = "alpha"
-site = "Site"
-key = "{}"
-validator = true
-power = 1
-[[resource_kinds]]
-id = "steam"
-name = "Steam"
-unit = "t"
-emission_factor_g = 1000
-"#,
-        key(1).public(),
-        key(2).public(),
-        key(10).public()
-    );
-    genesis_state(&Genesis::from_toml(&text).expect("test genesis"))
-}
+mod support;
+use support::{CHAIN, GENESIS_TIME_MS, key, state};
 
 /// A transaction of `signer` with `nonce` (kinds differ by `salt`, so two
 /// transactions of one nonce differ).
@@ -275,7 +223,7 @@ fn block_checks_skip_admitted_and_match_sequential_verification() {
     };
     let checks = check_block_txs(&txs, CHAIN, |id| pool.contains(id), NonZeroUsize::MIN);
     let (mut a, mut b) = (state.clone(), state.clone());
-    let checked = execute_block_checked(&mut a, &block, &txs, &checks).unwrap();
+    let checked = execute_block_checked(&mut a, &block, &txs, &checks, &[]).unwrap();
     let verified = execute_block(&mut b, &block, &txs).unwrap();
     assert_eq!(checked, verified);
     assert_eq!(

@@ -40,7 +40,8 @@ use crate::keys::PublicKey;
 use crate::kinds::Account;
 use crate::numbers::Overflow;
 use crate::state::{
-    self, AvoidedAccount, Key, KeyRecord, Meta, PeriodRecord, Receipt, Role, Side, State, WriteSet,
+    self, AvoidedAccount, EvidenceRecord, Key, KeyRecord, Meta, PeriodRecord, Receipt, Role, Side,
+    State, WriteSet,
 };
 use crate::tx::{SignedTx, TxError, TxKind};
 
@@ -81,6 +82,8 @@ pub enum BlockError {
     WrongHeight { expected: u64, got: u64 },
     #[error("block time {got} ms is not after the previous block's {previous} ms")]
     TimeNotAfter { previous: u64, got: u64 },
+    #[error("evidence {0} is recorded already (or twice in the block)")]
+    EvidenceAlreadyRecorded(Hash),
 }
 
 /// Consensus parameters and currency, as the state holds them.
@@ -141,19 +144,34 @@ pub fn execute_block(
 ) -> Result<BlockOutcome, BlockError> {
     let chain_id = meta(state).chain_id;
     let checks: Vec<Result<(), TxError>> = txs.iter().map(|tx| tx.verify(&chain_id)).collect();
-    execute_block_checked(state, block, txs, &checks)
+    execute_block_checked(state, block, txs, &checks, &[])
+}
+
+/// A piece of equivocation evidence a block records: the hash of its
+/// canonical encoding (the consensus layer's `DuplicateVoteEvidence`,
+/// verified by it) and what it names (`recorded_at` is set here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockEvidence {
+    pub hash: Hash,
+    pub validator: PublicKey,
+    pub height: u64,
+    pub round: u32,
+    pub step: u8,
 }
 
 /// Apply a block's transactions in order, given the result of
 /// `SignedTx::verify` for each (in order): the host verified them already
 /// (a node verifies each signature once, at admission or in parallel before
 /// executing). The results must be exactly what `verify` gives, strict
-/// verification included; with them this is `execute_block`.
+/// verification included; with them this is `execute_block`. `evidence`
+/// is recorded first (`Key::Evidence`), in the block's writes: evidence
+/// recorded before, or twice in the block, makes the block invalid.
 pub fn execute_block_checked(
     state: &mut State,
     block: &BlockInfo,
     txs: &[SignedTx],
     checks: &[Result<(), TxError>],
+    evidence: &[BlockEvidence],
 ) -> Result<BlockOutcome, BlockError> {
     assert_eq!(txs.len(), checks.len(), "one check per transaction");
     let mut meta = meta(state);
@@ -170,6 +188,19 @@ pub fn execute_block_checked(
             got: block.time_ms,
         });
     }
+    check_evidence(state, evidence)?;
+    state.begin();
+    for item in evidence {
+        let record = EvidenceRecord {
+            validator: item.validator,
+            height: item.height,
+            round: item.round,
+            step: item.step,
+            recorded_at: block.height,
+        };
+        state.put(&Key::Evidence(item.hash), &record);
+    }
+    state.commit();
     let mut results = Vec::with_capacity(txs.len());
     for (index, (tx, check)) in txs.iter().zip(checks).enumerate() {
         let result = execute_tx(state, check, block, index as u32, tx);
@@ -188,6 +219,17 @@ pub fn execute_block_checked(
         writes,
         app_hash,
     })
+}
+
+/// Each piece of evidence is new to the ledger and to the block.
+fn check_evidence(state: &State, evidence: &[BlockEvidence]) -> Result<(), BlockError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for item in evidence {
+        if state.contains(&Key::Evidence(item.hash)) || !seen.insert(item.hash) {
+            return Err(BlockError::EvidenceAlreadyRecorded(item.hash));
+        }
+    }
+    Ok(())
 }
 
 /// One transaction. Envelope failures (signature, chain, size), an unknown

@@ -1,0 +1,60 @@
+//! A small park for node tests: two firms (admins of seeds 1 and 2), one
+//! validator (seed 10), one resource kind.
+#![allow(dead_code)]
+
+use symbiont_contracts::exec::genesis_state;
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::state::State;
+
+pub const CHAIN: &str = "mempool-test";
+pub const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
+
+pub fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i; 32])
+}
+
+/// Two firms (admins of seeds 1 and 2), one validator (seed 10).
+pub fn state() -> State {
+    let text = format!(
+        r#"
+chain_id = "{CHAIN}"
+genesis_time_ms = {GENESIS_TIME_MS}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = 1000
+timeout_prevote_ms = 500
+timeout_precommit_ms = 500
+timeout_delta_ms = 250
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[firms]]
+id = "alpha"
+name = "Alpha"
+admin_key = "{}"
+[[firms]]
+id = "beta"
+name = "Beta"
+admin_key = "{}"
+[[nodes]]
+id = "n1"
+firm = "alpha"
+site = "Site"
+key = "{}"
+validator = true
+power = 1
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#,
+        key(1).public(),
+        key(2).public(),
+        key(10).public()
+    );
+    genesis_state(&Genesis::from_toml(&text).expect("test genesis"))
+}
