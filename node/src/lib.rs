@@ -1,6 +1,7 @@
 //! The Symbiont node. Its parts arrive with their issues: consensus (sans-I/O core), p2p, storage, rpc.
 
 pub mod block;
+pub mod chain;
 pub mod consensus;
 pub mod mempool;
 pub mod sim;

@@ -1,0 +1,205 @@
+//! The chain as a node knows it: proposals it builds are valid to another
+//! node, decided blocks applied on two nodes give the same tips, app
+//! hashes and exclusions; `valid(v)` refuses a wrong app hash, a wrong
+//! proposer and a missing certificate, and judges the clock.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+use symbiont_node::block::{Block, Certificate};
+use symbiont_node::chain::{Chain, InvalidBlock};
+use symbiont_node::consensus::core::Validity;
+use symbiont_node::consensus::ed25519::Ed25519Context;
+use symbiont_node::consensus::proposer::{ProposerSelector, WeightedRoundRobin};
+use symbiont_node::consensus::signed::vote_sign_bytes;
+use symbiont_node::consensus::{Vote, VoteType};
+use symbiont_node::verify::check_block_txs;
+
+const CHAIN: &str = "chain-test";
+const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i; 32])
+}
+
+/// Firms a, b, c, d (admins of seeds 1-4), each with a validator node
+/// (seeds 11-14) of power 1.
+fn genesis() -> Genesis {
+    let mut text = format!(
+        r#"
+chain_id = "{CHAIN}"
+genesis_time_ms = {GENESIS_TIME_MS}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = 1000
+timeout_prevote_ms = 500
+timeout_precommit_ms = 500
+timeout_delta_ms = 250
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#
+    );
+    for (i, firm) in ["a", "b", "c", "d"].iter().enumerate() {
+        let i = i as u8 + 1;
+        text += &format!(
+            "[[firms]]\nid = \"{firm}\"\nname = \"Firm {firm}\"\nadmin_key = \"{}\"\n\
+             [[nodes]]\nid = \"n{firm}\"\nfirm = \"{firm}\"\nsite = \"Site\"\nkey = \"{}\"\n\
+             validator = true\npower = 1\n",
+            key(i).public(),
+            key(10 + i).public()
+        );
+    }
+    Genesis::from_toml(&text).expect("test genesis")
+}
+
+fn chain() -> Chain {
+    Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin)).unwrap()
+}
+
+fn checks(chain: &Chain, block: &Block) -> Vec<Result<(), symbiont_contracts::tx::TxError>> {
+    check_block_txs(&block.txs, chain.chain_id(), |_| false, NonZeroUsize::MIN)
+}
+
+/// Validators of seeds 11, 12, 13 precommit `block` in `round`.
+fn certificate(block: &Block, round: u32) -> Certificate {
+    let mut signers: Vec<Keypair> = (11..=13).map(key).collect();
+    signers.sort_by_key(|k| k.public());
+    let signatures = signers
+        .iter()
+        .map(|k| {
+            let vote: Vote<Ed25519Context> = Vote {
+                height: block.header.height,
+                round,
+                vote_type: VoteType::Precommit,
+                value: Some(block.hash()),
+                validator: k.public(),
+            };
+            (k.public(), k.sign(&vote_sign_bytes(CHAIN, &vote)))
+        })
+        .collect();
+    Certificate {
+        height: block.header.height,
+        round,
+        value_id: block.hash(),
+        signatures,
+    }
+}
+
+/// Firm a's admin authorizes an operator key (nonce `nonce`).
+fn tx(nonce: u64) -> SignedTx {
+    SignedTx::sign(
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce,
+            kind: TxKind::AuthorizeKey {
+                firm: "a".into(),
+                key: key(40 + nonce as u8).public(),
+                role: KeyRole::Operator,
+            },
+        },
+        &key(1),
+    )
+}
+
+/// `proposer` proposes on `chain` at `time`; `other` judges it.
+fn propose(
+    chain: &Chain,
+    proposer: u8,
+    time: u64,
+    txs: Vec<SignedTx>,
+    last_commit: Option<Certificate>,
+) -> (Block, symbiont_node::chain::Executed) {
+    let checks: Vec<_> = txs.iter().map(|t| t.verify(CHAIN)).collect();
+    chain
+        .propose(
+            key(proposer).public(),
+            time,
+            txs,
+            &checks,
+            vec![],
+            last_commit,
+        )
+        .unwrap()
+}
+
+#[test]
+fn two_nodes_agree_on_blocks_they_judge_and_commit() {
+    let (mut alice, mut bob) = (chain(), chain());
+    assert_eq!(alice.next_height(), 1);
+    assert_eq!(alice.validators().len(), 4);
+    let t1 = GENESIS_TIME_MS + 1000;
+    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
+    let judged = bob
+        .validate(&block1, &key(11).public(), t1 + 200, &checks(&bob, &block1))
+        .unwrap();
+    assert_eq!(judged.validity, Validity::Valid);
+    assert_eq!(judged.outcome, executed.outcome);
+    assert!(judged.outcome.results[0].1.is_ok());
+    alice.commit(&block1, executed).unwrap();
+    bob.commit(&block1, judged).unwrap();
+    assert_eq!(alice.tip(), bob.tip());
+    assert_eq!(alice.state().app_hash(), bob.state().app_hash());
+    assert_eq!(alice.tip().hash, block1.hash());
+
+    // Height 2 carries height 1's certificate, decided in round 1: the
+    // proposer of height 1, round 0 missed its turn.
+    let t2 = t1 + 1000;
+    let (block2, executed) = propose(&alice, 12, t2, vec![tx(2)], Some(certificate(&block1, 1)));
+    let judged = bob
+        .validate(&block2, &key(12).public(), t2, &checks(&bob, &block2))
+        .unwrap();
+    alice.commit(&block2, executed).unwrap();
+    bob.commit(&block2, judged).unwrap();
+    assert_eq!(alice.tip(), bob.tip());
+    let missed = WeightedRoundRobin.proposer(alice.validators(), 1, 0, &[]);
+    assert_eq!(alice.excluded_proposers(), vec![missed]);
+    assert_eq!(bob.excluded_proposers(), vec![missed]);
+}
+
+#[test]
+fn valid_v_refuses_what_does_not_match() {
+    let (mut alice, bob) = (chain(), chain());
+    let t1 = GENESIS_TIME_MS + 1000;
+    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
+    let proposer = key(11).public();
+    // The clock: untimely beyond the drift, still executed.
+    let late = bob
+        .validate(&block1, &proposer, t1 + 1001, &checks(&bob, &block1))
+        .unwrap();
+    assert_eq!(late.validity, Validity::Untimely);
+    // Another proposer than the proposal's.
+    assert!(matches!(
+        bob.validate(&block1, &key(12).public(), t1, &checks(&bob, &block1)),
+        Err(InvalidBlock::WrongProposer { .. })
+    ));
+    // An app hash execution does not give.
+    let mut lying = block1.clone();
+    lying.header.app_hash = Hash([7; 32]);
+    assert!(matches!(
+        bob.validate(&lying, &proposer, t1, &checks(&bob, &lying)),
+        Err(InvalidBlock::AppHash { .. })
+    ));
+    alice.commit(&block1, executed).unwrap();
+    // Height 2 without the certificate of height 1.
+    let (no_commit, _) = propose(&alice, 12, t1 + 1000, vec![], None);
+    assert!(matches!(
+        alice.validate(&no_commit, &key(12).public(), t1 + 1000, &[]),
+        Err(InvalidBlock::Header(_))
+    ));
+    // A block decided elsewhere is executed whatever the clock says.
+    let (block2, _) = propose(&alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
+    let decided = alice.execute_decided(&block2, &[]).unwrap();
+    assert_eq!(decided.outcome.app_hash, block2.header.app_hash);
+}
