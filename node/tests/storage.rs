@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use symbiont_contracts::Hash;
 use symbiont_contracts::state::{self, Key, State, WriteSet};
-use symbiont_node::storage::{CommitRecord, Storage, StorageError, layout};
+use symbiont_node::storage::{CommitRecord, Storage, StorageError, Tip, layout};
 
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const CHILD_MODE_ENV: &str = "SYMBIONT_STORAGE_CHILD_MODE";
@@ -360,6 +360,18 @@ fn damaged_data_is_a_typed_error() {
         tree.remove(layout::META_TIP).unwrap();
     });
     assert_damaged_at(error, "block 1");
+    let error = open_after_damage(|tree| {
+        let record = layout::TipRecord {
+            tip: Tip {
+                height: u64::MAX,
+                block_hash: Hash::ZERO,
+                app_hash: Hash::ZERO,
+            },
+            digest: layout::StateDigest::EMPTY,
+        };
+        tree.insert(layout::META_TIP, &record.encode()[..]).unwrap();
+    });
+    assert_damaged_at(error, "m:tip");
     let error = open_after_damage(|tree| {
         tree.remove(layout::META_FORMAT).unwrap();
     });

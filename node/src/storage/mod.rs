@@ -292,6 +292,7 @@ impl Storage {
         if record.height <= tip.height {
             return Err(self.already_stored(record)?);
         }
+        // Open refuses a tip at u64::MAX, so this does not overflow.
         let expected = tip.height + 1;
         if record.height != expected {
             return Err(StorageError::NotNextHeight {
@@ -301,31 +302,7 @@ impl Storage {
         }
         let mut digest = summary.digest;
         let mut batch = sled::Batch::default();
-        let mut previous_key: Option<&[u8]> = None;
-        for (index, (key, value)) in record.writes.iter().enumerate() {
-            if previous_key.is_some_and(|previous| previous >= key.as_slice()) {
-                return Err(StorageError::UnorderedWrites {
-                    height: record.height,
-                    index,
-                });
-            }
-            previous_key = Some(key);
-            let state_key = layout::state_key(key);
-            let replaced = self
-                .tree
-                .get(&state_key)
-                .map_err(|e| self.sled_error("reading a state record", e))?;
-            if let Some(old) = replaced {
-                digest.remove(key, &old);
-            }
-            match value {
-                Some(new) => {
-                    digest.add(key, new);
-                    batch.insert(state_key, new.as_slice());
-                }
-                None => batch.remove(state_key),
-            }
-        }
+        self.stage_writes(record, &mut batch, &mut digest)?;
         let height = record.height;
         let new_tip = Tip {
             height,
@@ -389,7 +366,9 @@ impl Storage {
     /// while no genesis state is stored (the caller builds it from the
     /// genesis file and stores it with [`Storage::commit_genesis`]).
     pub fn load_state(&self) -> Result<Option<State>, StorageError> {
-        let summary = *self.lock_summary();
+        // Held while reading: a sled scan is not atomic with a concurrent
+        // batch, and a half-applied block would look like damage.
+        let summary = self.lock_summary();
         let Some(tip) = summary.tip else {
             return Ok(None);
         };
@@ -439,6 +418,44 @@ impl Storage {
         // succeeds.
         *summary = next;
         self.flush()
+    }
+
+    /// Adds a block's state writes to `batch` and to `digest`, reading the
+    /// record each write replaces.
+    fn stage_writes(
+        &self,
+        record: &CommitRecord,
+        batch: &mut sled::Batch,
+        digest: &mut StateDigest,
+    ) -> Result<(), StorageError> {
+        let mut previous_key: Option<&[u8]> = None;
+        for (index, (key, value)) in record.writes.iter().enumerate() {
+            // Two writes to one key would both subtract the same replaced
+            // record from the checksum.
+            if previous_key.is_some_and(|previous| previous >= key.as_slice()) {
+                return Err(StorageError::UnorderedWrites {
+                    height: record.height,
+                    index,
+                });
+            }
+            previous_key = Some(key);
+            let state_key = layout::state_key(key);
+            let replaced = self
+                .tree
+                .get(&state_key)
+                .map_err(|e| self.sled_error("reading a state record", e))?;
+            if let Some(old) = replaced {
+                digest.remove(key, &old);
+            }
+            match value {
+                Some(new) => {
+                    digest.add(key, new);
+                    batch.insert(state_key, new.as_slice());
+                }
+                None => batch.remove(state_key),
+            }
+        }
+        Ok(())
     }
 
     /// Why a commit at a stored height is refused.
@@ -609,6 +626,12 @@ impl Storage {
     }
 
     fn check_tip(&self, tip: &Tip, genesis_hash: Hash) -> Result<(), StorageError> {
+        if tip.height == u64::MAX {
+            return Err(self.damaged(
+                &layout::describe_key(layout::META_TIP),
+                "height u64::MAX leaves no next height".to_string(),
+            ));
+        }
         let hash_key = layout::height_key(Prefix::Hash, tip.height);
         let Some((block_hash, app_hash)) = self.hashes(tip.height)? else {
             return Err(self.damaged(
