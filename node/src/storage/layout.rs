@@ -12,6 +12,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const LOCK_FILE: &str = "LOCK";
 /// sled's own directory, in the data dir.
 pub const SLED_DIR: &str = "sled";
+/// sled's main file, in [`SLED_DIR`]; sled holds an flock on it while open.
+pub const SLED_DB_FILE: &str = "db";
 /// The one tree that holds everything.
 pub const TREE: &str = "ledger";
 

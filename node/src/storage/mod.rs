@@ -49,15 +49,21 @@
 //!   on disk.
 //! - Commits are serialised by a mutex around the cached tip, so `&self`
 //!   suffices and the height check cannot race the write.
-//! - [`Storage::close`] flushes and drops the Db, then the lock. Dropping a
-//!   `Storage` without `close` also flushes (sled does on drop), but cannot
-//!   report an error.
+//! - [`Storage::close`] flushes and drops the Db, waits until sled has let
+//!   go of its `db` file, then releases the lock. The wait is needed: sled's
+//!   I/O threads can keep the file (and its flock) for a moment after the
+//!   Db is dropped, and a reopen in that moment failed with sled's lock
+//!   error (seen in our tests). For the same reason open retries sled's lock
+//!   error for up to [`SLED_LOCK_WAIT_MS`] once it holds our own lock.
+//!   Dropping a `Storage` without `close` also flushes (sled does on drop),
+//!   but cannot report an error and does not wait.
 
 use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use symbiont_contracts::Hash;
 use symbiont_contracts::state::{State, WriteSet};
@@ -158,6 +164,11 @@ pub enum StorageError {
     },
 }
 
+/// How long open waits for sled's own lock, and close for its release, once
+/// our lock file is held (see the module doc).
+pub const SLED_LOCK_WAIT_MS: u64 = 2_000;
+const SLED_LOCK_POLL_MS: u64 = 5;
+
 /// State records: canonical key bytes -> record bytes.
 type Records = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -217,11 +228,7 @@ impl Storage {
             }
             Err(TryLockError::Error(e)) => return Err(io_error("locking the lock file", e)),
         }
-        let db = sled::Config::new()
-            .path(dir.join(layout::SLED_DIR))
-            .cache_capacity(cache_capacity_bytes)
-            .open()
-            .map_err(|e| sled_error(dir, "opening sled", e))?;
+        let db = open_sled(dir, cache_capacity_bytes)?;
         let tree = db
             .open_tree(layout::TREE)
             .map_err(|e| sled_error(dir, "opening the tree", e))?;
@@ -390,11 +397,22 @@ impl Storage {
         Ok(())
     }
 
-    /// Flushes, then drops the Db and releases the lock.
+    /// Flushes, drops the Db, waits (up to [`SLED_LOCK_WAIT_MS`]) until
+    /// sled has let go of its files, then releases the lock.
     pub fn close(self) -> Result<(), StorageError> {
         self.flush()?;
-        drop(self);
-        Ok(())
+        let Storage {
+            dir,
+            tree,
+            db,
+            summary: _,
+            _lock: lock,
+        } = self;
+        drop(tree);
+        drop(db);
+        let released = wait_for_sled_release(&dir);
+        drop(lock);
+        released
     }
 
     fn lock_summary(&self) -> MutexGuard<'_, Summary> {
@@ -707,6 +725,58 @@ impl Storage {
 
     fn sled_error(&self, doing: &'static str, error: sled::Error) -> StorageError {
         sled_error(&self.dir, doing, error)
+    }
+}
+
+/// Opens sled, retrying its lock error for a bounded time: we hold our own
+/// lock, so the holder is most likely a Db of this process just dropped.
+fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StorageError> {
+    let config = sled::Config::new()
+        .path(dir.join(layout::SLED_DIR))
+        .cache_capacity(cache_capacity_bytes);
+    let deadline = Instant::now() + Duration::from_millis(SLED_LOCK_WAIT_MS);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match sled_error(dir, "opening sled", e) {
+                StorageError::Locked { .. } if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(SLED_LOCK_POLL_MS));
+                }
+                error => return Err(error),
+            },
+        }
+    }
+}
+
+/// Waits until sled's `db` file can be locked, that is until sled has
+/// closed it, and unlocks it again.
+fn wait_for_sled_release(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(layout::SLED_DIR).join(layout::SLED_DB_FILE);
+    let io_error = |source| StorageError::Io {
+        dir: dir.to_path_buf(),
+        doing: "waiting for sled to close its files",
+        source,
+    };
+    let file = File::open(&path).map_err(io_error)?;
+    let deadline = Instant::now() + Duration::from_millis(SLED_LOCK_WAIT_MS);
+    loop {
+        match file.try_lock() {
+            // Dropping the file releases the lock.
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(SLED_LOCK_POLL_MS));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(io_error(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "sled still holds {} after {SLED_LOCK_WAIT_MS} ms",
+                        path.display()
+                    ),
+                )));
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error(e)),
+        }
     }
 }
 
