@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
 use symbiont_contracts::Hash;
 use symbiont_contracts::state::{self, Key, State, WriteSet};
 use symbiont_node::storage::{CommitRecord, Storage, StorageError, Tip, layout};
@@ -271,6 +272,60 @@ fn bad_heights_are_refused_without_change() {
     storage.close().unwrap();
     let storage = Storage::open(dir.path(), genesis_hash(), CACHE_BYTES).unwrap();
     assert_complete(&storage, &state);
+}
+
+/// Raw keys from a small alphabet, so that blocks overwrite and delete
+/// each other's records; the empty key included.
+fn raw_writes() -> impl Strategy<Value = WriteSet> {
+    let key = proptest::collection::vec(0u8..3, 0..3);
+    let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40));
+    proptest::collection::btree_map(key, value, 0..12)
+        .prop_map(|writes| writes.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any sequence of blocks of puts and deletions, with reopens between
+    /// some of them, leaves exactly the records of a map that applied the
+    /// same writes.
+    #[test]
+    fn state_matches_a_model(
+        blocks in proptest::collection::vec((raw_writes(), any::<bool>()), 1..8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = Storage::open(dir.path(), genesis_hash(), CACHE_BYTES).unwrap();
+        let genesis = genesis_state();
+        storage.commit_genesis(&genesis).unwrap();
+        let mut model = genesis.records().clone();
+        for (index, (writes, reopen)) in blocks.iter().enumerate() {
+            let height = index as u64 + 1;
+            let app_hash = Hash::of_bytes(&height.to_be_bytes());
+            storage
+                .commit(&CommitRecord {
+                    height,
+                    block_hash: Hash::of_bytes(&block_bytes(height)),
+                    block: &block_bytes(height),
+                    certificate: &certificate_bytes(height),
+                    writes,
+                    app_hash,
+                })
+                .unwrap();
+            for (key, value) in writes {
+                match value {
+                    Some(value) => model.insert(key.clone(), value.clone()),
+                    None => model.remove(key),
+                };
+            }
+            if *reopen {
+                storage.close().unwrap();
+                storage = Storage::open(dir.path(), genesis_hash(), CACHE_BYTES).unwrap();
+            }
+            let state = storage.load_state().unwrap().unwrap();
+            prop_assert_eq!(state.records(), &model);
+            prop_assert_eq!(state.app_hash(), app_hash);
+        }
+    }
 }
 
 /// Builds a data dir at height 3, damages it through sled directly, and
@@ -531,8 +586,10 @@ impl Rng {
 
 #[test]
 fn acknowledged_blocks_survive_sigkill() {
-    const ITERATIONS: u32 = 12;
-    const BUDGET_MS: u128 = 15_000;
+    const ITERATIONS: u32 = 20;
+    // Stop starting iterations after this long, so that a loaded machine
+    // keeps the test under 20 s.
+    const BUDGET_MS: u128 = 12_000;
     let seed = std::env::var("SYMBIONT_CRASH_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
