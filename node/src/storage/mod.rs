@@ -41,9 +41,17 @@
 //!   file too, but reports a failure only as `Error::Io` of kind `Other`
 //!   with the text "could not acquire lock on ..."; that text is also
 //!   mapped to `Locked`, as a second line.
+//! - A commit at a height already stored is [`StorageError::AlreadyCommitted`]
+//!   if its block hash and app hash are the stored ones (a caller may
+//!   ignore it) and [`StorageError::Conflict`] otherwise (two decisions at
+//!   one height: never ignore it); any other height but tip + 1 is
+//!   [`StorageError::NotNextHeight`]. Storage does not check that the block
+//!   hash is the hash of the block bytes, nor that the app hash follows
+//!   from the writes: both depend on formats it does not know.
 //! - Errors: data from disk that does not decode, or does not agree with
-//!   the rest, is [`StorageError::Damaged`] naming the key; nothing read
-//!   from disk panics. sled's `Corruption` is `Damaged` too. Callers
+//!   the rest, is [`StorageError::Damaged`] naming the key; nothing this
+//!   module reads from disk panics (sled's own decoding of its files is
+//!   sled's). sled's `Corruption` is `Damaged` too. Callers
 //!   should stop the node on any error from `commit`: an I/O error after
 //!   the batch was applied leaves the block in sled's memory but maybe not
 //!   on disk.
