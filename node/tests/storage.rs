@@ -138,6 +138,14 @@ fn assert_complete(storage: &Storage, expected: &State) {
     assert_eq!(loaded.app_hash(), expected.app_hash());
 }
 
+/// The node shares one `Storage` between its tasks.
+#[test]
+fn storage_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Storage>();
+    assert_send_sync::<StorageError>();
+}
+
 #[test]
 fn round_trip_through_reopen() {
     let dir = tempfile::tempdir().unwrap();
