@@ -5,4 +5,5 @@ pub mod chain;
 pub mod consensus;
 pub mod mempool;
 pub mod sim;
+pub mod storage;
 pub mod verify;
