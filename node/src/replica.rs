@@ -1,0 +1,410 @@
+//! One validator's host logic, sans I/O: the consensus engine, the chain
+//! and the mempool, and what their outputs mean. The node's one consensus
+//! task owns a `Replica` and carries out its `Action`s in order (send,
+//! schedule, persist); a test drives several replicas in one process.
+//!
+//! - A proposal travels with its block (`NetMessage::Proposal`); the
+//!   engine hands a proposal out for its verdict (`CheckProposal`) once it
+//!   is processed for its height, and the replica judges the block with
+//!   `Chain::validate` at the caller's clock reading.
+//! - Asked for a value, the replica reaps the mempool, builds and executes
+//!   a block (`Chain::propose`), and proposes its hash.
+//! - A decision is applied to the chain and handed to the caller as
+//!   `Action::Commit`; the caller persists it (`storage`) and only then
+//!   calls `start_next_height`, so the consensus WAL of a height is never
+//!   dropped before its block is durable.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Serialize};
+use symbiont_contracts::exec::BlockOutcome;
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::keys::PublicKey;
+use symbiont_contracts::tx::SignedTx;
+
+use crate::block::{Block, Certificate, Evidence};
+use crate::chain::{Chain, Executed};
+use crate::consensus::core::Validity;
+use crate::consensus::ed25519::Ed25519Context;
+use crate::consensus::engine::{Engine, EngineError, EngineInput, EngineOutput};
+use crate::consensus::signed::{Message, SignedProposal, SignedVote};
+use crate::consensus::types::{Height, Timeout};
+use crate::mempool::{AdmitError, Mempool};
+use crate::verify::check_block_txs;
+
+type C = Ed25519Context;
+
+/// Blocks kept for the current height (those of proposals; a Byzantine
+/// proposer may send several per round).
+pub const MAX_BLOCKS_PER_HEIGHT: usize = 64;
+
+/// Pending equivocation evidence to put in our next block.
+pub const MAX_PENDING_EVIDENCE: usize = 64;
+
+/// What validators send each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetMessage {
+    /// A proposal and the block whose hash it proposes.
+    Proposal {
+        proposal: SignedProposal<C>,
+        block: Block,
+    },
+    Vote(SignedVote<C>),
+    /// A decided block with its certificate (for a peer behind).
+    Commit {
+        block: Block,
+        certificate: Certificate,
+    },
+    /// A transaction admitted somewhere (gossip).
+    Tx(SignedTx),
+}
+
+/// What the caller must do, in order.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Broadcast(NetMessage),
+    ScheduleTimeout {
+        timeout: Timeout,
+        duration_ms: u64,
+    },
+    /// Persist this block, its certificate and its writes; then call
+    /// `start_next_height`.
+    Commit {
+        block: Block,
+        certificate: Certificate,
+        outcome: BlockOutcome,
+    },
+    /// `peer` is behind: send it the commit of `height` (from storage).
+    SendCommit {
+        peer: PublicKey,
+        height: Height,
+    },
+    /// `peer` is ahead: ask it for the commits after our tip.
+    RequestCommits {
+        peer: PublicKey,
+    },
+}
+
+pub struct Replica {
+    me: PublicKey,
+    engine: Engine<C>,
+    chain: Chain,
+    mempool: Mempool,
+    /// Blocks seen at the current height, by hash, with their execution
+    /// once judged or built.
+    blocks: BTreeMap<Hash, (Block, Option<Executed>)>,
+    /// Our certificate of the tip, for the next block we propose.
+    last_commit: Option<Certificate>,
+    evidence: Vec<Evidence>,
+    /// A decision applied, waiting for `start_next_height`.
+    committing: bool,
+    threads: NonZeroUsize,
+}
+
+impl Replica {
+    /// Wraps a recovered engine (`Engine::recover` at `chain`'s tip, with
+    /// `chain.validators()` and `chain.excluded_proposers()`); `outputs`
+    /// are those `recover` returned.
+    pub fn new(
+        engine: Engine<C>,
+        chain: Chain,
+        mempool: Mempool,
+        last_commit: Option<Certificate>,
+        threads: NonZeroUsize,
+        now_ms: u64,
+        outputs: Vec<EngineOutput<C>>,
+    ) -> Result<(Self, Vec<Action>), EngineError> {
+        let mut replica = Self {
+            me: engine.guard().address(),
+            engine,
+            chain,
+            mempool,
+            blocks: BTreeMap::new(),
+            last_commit,
+            evidence: Vec::new(),
+            committing: false,
+            threads,
+        };
+        let mut actions = Vec::new();
+        replica.run(outputs, now_ms, &mut actions)?;
+        Ok((replica, actions))
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    pub fn engine(&self) -> &Engine<C> {
+        &self.engine
+    }
+
+    /// A transaction from a client: admitted, then gossiped.
+    pub fn submit(&mut self, tx: SignedTx) -> Result<(Hash, Vec<Action>), AdmitError> {
+        let id = self.mempool.admit(tx.clone(), self.chain.state())?;
+        Ok((id, vec![Action::Broadcast(NetMessage::Tx(tx))]))
+    }
+
+    /// A message from a peer.
+    pub fn receive(
+        &mut self,
+        message: NetMessage,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, EngineError> {
+        let input = match message {
+            NetMessage::Tx(tx) => {
+                // Already known or not admissible: nothing to do.
+                let _ = self.mempool.admit(tx, self.chain.state());
+                return Ok(Vec::new());
+            }
+            NetMessage::Proposal { proposal, block } => {
+                if block.hash() != proposal.proposal.value {
+                    return Ok(Vec::new());
+                }
+                if proposal.proposal.height == self.chain.next_height() {
+                    self.keep_block(block);
+                }
+                EngineInput::Proposal(proposal)
+            }
+            NetMessage::Vote(vote) => EngineInput::Vote(vote),
+            NetMessage::Commit { block, certificate } => {
+                if block.hash() != certificate.value_id
+                    || certificate.height != self.chain.next_height()
+                {
+                    return Ok(Vec::new());
+                }
+                self.keep_block(block.clone());
+                EngineInput::Commit {
+                    value: block.hash(),
+                    certificate,
+                }
+            }
+        };
+        self.feed(input, now_ms)
+    }
+
+    pub fn timeout(&mut self, timeout: Timeout, now_ms: u64) -> Result<Vec<Action>, EngineError> {
+        self.feed(EngineInput::Timeout(timeout), now_ms)
+    }
+
+    /// After the caller persisted the last `Action::Commit`.
+    pub fn start_next_height(&mut self, now_ms: u64) -> Result<Vec<Action>, EngineError> {
+        assert!(self.committing, "a commit was handed out");
+        self.committing = false;
+        self.feed(
+            EngineInput::StartHeight {
+                height: self.chain.next_height(),
+                validators: self.chain.validators().clone(),
+                excluded_proposers: self.chain.excluded_proposers(),
+            },
+            now_ms,
+        )
+    }
+
+    /// Our messages of the current height worth sending again (a timer
+    /// calls this, so a healed partition recovers).
+    pub fn rebroadcast(&self) -> Vec<Action> {
+        self.engine
+            .rebroadcast()
+            .into_iter()
+            .filter_map(|message| self.net_message(message))
+            .map(Action::Broadcast)
+            .collect()
+    }
+
+    fn keep_block(&mut self, block: Block) {
+        if self.blocks.len() < MAX_BLOCKS_PER_HEIGHT {
+            self.blocks.entry(block.hash()).or_insert((block, None));
+        }
+    }
+
+    fn feed(&mut self, input: EngineInput<C>, now_ms: u64) -> Result<Vec<Action>, EngineError> {
+        if self.committing {
+            // Between a decision and the next height nothing is processed:
+            // peers send again.
+            return Ok(Vec::new());
+        }
+        let outputs = self.engine.handle(input)?;
+        let mut actions = Vec::new();
+        self.run(outputs, now_ms, &mut actions)?;
+        Ok(actions)
+    }
+
+    /// Carries out the engine's outputs; answers (verdicts, values) go
+    /// back in and their outputs are carried out in turn.
+    fn run(
+        &mut self,
+        outputs: Vec<EngineOutput<C>>,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let mut pending: std::collections::VecDeque<EngineOutput<C>> = outputs.into();
+        while let Some(output) = pending.pop_front() {
+            match output {
+                EngineOutput::Broadcast(message) => {
+                    if let Some(message) = self.net_message(message) {
+                        actions.push(Action::Broadcast(message));
+                    }
+                }
+                EngineOutput::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => actions.push(Action::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                }),
+                EngineOutput::CheckProposal(proposal) => {
+                    let validity = self.judge(&proposal, now_ms);
+                    pending.extend(
+                        self.engine
+                            .handle(EngineInput::ProposalVerdict { proposal, validity })?,
+                    );
+                }
+                EngineOutput::RequestValue { height, round } => {
+                    if let Some(value) = self.build_block(now_ms) {
+                        pending.extend(self.engine.handle(EngineInput::ProposeValue {
+                            height,
+                            round,
+                            value,
+                        })?);
+                    }
+                }
+                EngineOutput::Decided { value, certificate } => {
+                    if let Some(action) = self.decide(value, certificate) {
+                        actions.push(action);
+                        // The rest waits for the next height.
+                        return Ok(());
+                    }
+                }
+                EngineOutput::Evidence(evidence) => {
+                    if self.evidence.len() < MAX_PENDING_EVIDENCE
+                        && !self.evidence.contains(&evidence)
+                    {
+                        self.evidence.push(evidence);
+                    }
+                }
+                EngineOutput::PeerBehind { peer, height } => {
+                    actions.push(Action::SendCommit { peer, height })
+                }
+                EngineOutput::PeerAhead { peer, .. } => {
+                    actions.push(Action::RequestCommits { peer })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn net_message(&self, message: Message<C>) -> Option<NetMessage> {
+        match message {
+            Message::Proposal(proposal) => {
+                let (block, _) = self.blocks.get(&proposal.proposal.value)?;
+                Some(NetMessage::Proposal {
+                    block: block.clone(),
+                    proposal,
+                })
+            }
+            Message::Vote(vote) => Some(NetMessage::Vote(vote)),
+            Message::Commit { value, certificate } => {
+                let (block, _) = self.blocks.get(&value)?;
+                Some(NetMessage::Commit {
+                    block: block.clone(),
+                    certificate,
+                })
+            }
+        }
+    }
+
+    /// `valid(v)` of a proposal's block, at our clock.
+    fn judge(&mut self, proposal: &SignedProposal<C>, now_ms: u64) -> Validity {
+        let Some((block, _)) = self.blocks.get(&proposal.proposal.value) else {
+            return Validity::Invalid;
+        };
+        let checks = check_block_txs(
+            &block.txs,
+            self.chain.chain_id(),
+            |id| self.mempool.contains(id),
+            self.threads,
+        );
+        match self
+            .chain
+            .validate(block, &proposal.proposal.proposer, now_ms, &checks)
+        {
+            Ok(executed) => {
+                let validity = executed.validity;
+                let hash = block.hash();
+                if let Some(entry) = self.blocks.get_mut(&hash) {
+                    entry.1 = Some(executed);
+                }
+                validity
+            }
+            Err(_) => Validity::Invalid,
+        }
+    }
+
+    /// Our block for the next height: the mempool's pending transactions
+    /// within the limits, the evidence we hold, our certificate of the tip.
+    fn build_block(&mut self, now_ms: u64) -> Option<Hash> {
+        let params = self.chain.params();
+        let txs = self.mempool.reap(
+            self.chain.state(),
+            params.max_block_txs as usize,
+            // Leave room for the header, evidence and certificate.
+            (params.max_block_bytes as usize).saturating_sub(64 * 1024),
+        );
+        let checks = check_block_txs(
+            &txs,
+            self.chain.chain_id(),
+            |id| self.mempool.contains(id),
+            self.threads,
+        );
+        let (block, executed) = self
+            .chain
+            .propose(
+                self.me,
+                now_ms,
+                txs,
+                &checks,
+                self.evidence.clone(),
+                self.last_commit.clone(),
+            )
+            .ok()?;
+        let hash = block.hash();
+        self.blocks.insert(hash, (block, Some(executed)));
+        Some(hash)
+    }
+
+    fn decide(&mut self, value: Hash, certificate: Certificate) -> Option<Action> {
+        let (block, executed) = self.blocks.remove(&value)?;
+        let executed = match executed {
+            Some(executed) => executed,
+            None => {
+                let checks = check_block_txs(
+                    &block.txs,
+                    self.chain.chain_id(),
+                    |id| self.mempool.contains(id),
+                    self.threads,
+                );
+                self.chain.execute_decided(&block, &checks).ok()?
+            }
+        };
+        let outcome = executed.outcome.clone();
+        self.chain
+            .commit(&block, executed)
+            .expect("a decided block names a validator set");
+        let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
+        self.mempool.update(&committed, self.chain.state());
+        self.evidence.retain(|e| !block.evidence.contains(e));
+        self.blocks.clear();
+        self.last_commit = Some(certificate.clone());
+        self.committing = true;
+        Some(Action::Commit {
+            block,
+            certificate,
+            outcome,
+        })
+    }
+}

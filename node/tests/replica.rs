@@ -1,0 +1,344 @@
+//! Four replicas (engine, chain with real blocks and ed25519, mempool) in
+//! one process, on a deterministic message bus with a virtual clock:
+//! transactions submitted to different replicas commit, every replica
+//! holds the same blocks and app hashes, and a replica started late
+//! catches up from commits its peers send.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+use symbiont_node::block::{Block, Certificate, core_params};
+use symbiont_node::chain::Chain;
+use symbiont_node::consensus::ed25519::KeypairSigner;
+use symbiont_node::consensus::engine::Engine;
+use symbiont_node::consensus::proposer::WeightedRoundRobin;
+use symbiont_node::consensus::signer::{MemoryStore, SignGuard};
+use symbiont_node::consensus::types::Timeout;
+use symbiont_node::consensus::wal::SharedMemoryWal;
+use symbiont_node::mempool::{Mempool, MempoolConfig};
+use symbiont_node::replica::{Action, NetMessage, Replica};
+
+const CHAIN: &str = "replica-test";
+const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
+const DELAY_MS: u64 = 5;
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i; 32])
+}
+
+/// Firms a-d (admins of seeds 1-4), each with a validator (seeds 11-14).
+fn genesis() -> Genesis {
+    let mut text = format!(
+        r#"
+chain_id = "{CHAIN}"
+genesis_time_ms = {GENESIS_TIME_MS}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = 300
+timeout_prevote_ms = 100
+timeout_precommit_ms = 100
+timeout_delta_ms = 50
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#
+    );
+    for (i, firm) in ["a", "b", "c", "d"].iter().enumerate() {
+        let i = i as u8 + 1;
+        text += &format!(
+            "[[firms]]\nid = \"{firm}\"\nname = \"Firm {firm}\"\nadmin_key = \"{}\"\n\
+             [[nodes]]\nid = \"n{firm}\"\nfirm = \"{firm}\"\nsite = \"Site\"\nkey = \"{}\"\n\
+             validator = true\npower = 1\n",
+            key(i).public(),
+            key(10 + i).public()
+        );
+    }
+    Genesis::from_toml(&text).expect("test genesis")
+}
+
+/// Firm a's admin authorizes operator key `n` (nonce `n`).
+fn tx(nonce: u64) -> SignedTx {
+    SignedTx::sign(
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce,
+            kind: TxKind::AuthorizeKey {
+                firm: "a".into(),
+                key: key(100 + nonce as u8).public(),
+                role: KeyRole::Operator,
+            },
+        },
+        &key(1),
+    )
+}
+
+enum Event {
+    Deliver { to: usize, message: NetMessage },
+    Timer { node: usize, timeout: Timeout },
+}
+
+struct Bus {
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: BTreeMap<usize, Event>,
+    replicas: Vec<Option<Replica>>,
+    /// What each replica committed (its "storage").
+    chains: Vec<Vec<(Block, Certificate)>>,
+}
+
+impl Bus {
+    fn schedule(&mut self, delay: u64, event: Event) {
+        self.seq += 1;
+        let id = self.seq as usize;
+        self.queue.push(Reverse((self.now + delay, self.seq, id)));
+        self.events.insert(id, event);
+    }
+
+    fn clock(&self) -> u64 {
+        GENESIS_TIME_MS + 1000 + self.now
+    }
+
+    fn start(&mut self, i: usize) {
+        let chain = Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin)).unwrap();
+        let guard = SignGuard::open(
+            Box::new(KeypairSigner(key(11 + i as u8))),
+            Box::new(MemoryStore { state: None }),
+        )
+        .unwrap();
+        let (engine, outputs) = Engine::recover(
+            CHAIN.into(),
+            core_params(&chain.params()),
+            Arc::new(WeightedRoundRobin),
+            guard,
+            Box::new(SharedMemoryWal::default()),
+            chain.tip().height,
+            chain.validators().clone(),
+            chain.excluded_proposers(),
+        )
+        .unwrap();
+        let mempool = Mempool::new(CHAIN, MempoolConfig::default());
+        let (replica, actions) = Replica::new(
+            engine,
+            chain,
+            mempool,
+            None,
+            NonZeroUsize::MIN,
+            self.clock(),
+            outputs,
+        )
+        .unwrap();
+        self.replicas[i] = Some(replica);
+        self.act(i, actions);
+    }
+
+    fn act(&mut self, i: usize, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Broadcast(message) => {
+                    for to in 0..self.replicas.len() {
+                        if to != i {
+                            self.schedule(
+                                DELAY_MS,
+                                Event::Deliver {
+                                    to,
+                                    message: message.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                Action::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => self.schedule(duration_ms, Event::Timer { node: i, timeout }),
+                Action::Commit {
+                    block, certificate, ..
+                } => {
+                    self.chains[i].push((block, certificate));
+                    let now = self.clock();
+                    let more = self.replicas[i]
+                        .as_mut()
+                        .unwrap()
+                        .start_next_height(now)
+                        .unwrap();
+                    self.act(i, more);
+                }
+                Action::SendCommit { peer, height } => {
+                    let to = (11..=14).position(|s| key(s).public() == peer).unwrap();
+                    if let Some((block, certificate)) = self.chains[i].get(height as usize - 1) {
+                        let message = NetMessage::Commit {
+                            block: block.clone(),
+                            certificate: certificate.clone(),
+                        };
+                        self.schedule(DELAY_MS, Event::Deliver { to, message });
+                    }
+                }
+                Action::RequestCommits { peer } => {
+                    // The peer answers with what we miss.
+                    let from = (11..=14).position(|s| key(s).public() == peer).unwrap();
+                    let have = self.chains[i].len();
+                    let missing: Vec<_> = self.chains[from]
+                        .iter()
+                        .skip(have)
+                        .take(8)
+                        .cloned()
+                        .collect();
+                    for (block, certificate) in missing {
+                        let message = NetMessage::Commit { block, certificate };
+                        self.schedule(DELAY_MS, Event::Deliver { to: i, message });
+                    }
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(Reverse((time, _, id))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = time;
+        let now = self.clock();
+        let (node, actions) = match self.events.remove(&id).unwrap() {
+            Event::Deliver { to, message } => {
+                let Some(replica) = self.replicas[to].as_mut() else {
+                    return true;
+                };
+                (to, replica.receive(message, now).unwrap())
+            }
+            Event::Timer { node, timeout } => {
+                let Some(replica) = self.replicas[node].as_mut() else {
+                    return true;
+                };
+                (node, replica.timeout(timeout, now).unwrap())
+            }
+        };
+        self.act(node, actions);
+        true
+    }
+
+    fn run_until(&mut self, done: impl Fn(&Bus) -> bool, max_ms: u64) {
+        while !done(self) {
+            assert!(self.now < max_ms, "no progress by {max_ms} ms");
+            assert!(self.step(), "nothing left to do");
+        }
+    }
+}
+
+fn bus(started: &[usize]) -> Bus {
+    let mut bus = Bus {
+        now: 0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        events: BTreeMap::new(),
+        replicas: (0..4).map(|_| None).collect(),
+        chains: vec![Vec::new(); 4],
+    };
+    for &i in started {
+        bus.start(i);
+    }
+    bus
+}
+
+fn submit(bus: &mut Bus, to: usize, tx: SignedTx) -> Hash {
+    let (id, actions) = bus.replicas[to].as_mut().unwrap().submit(tx).unwrap();
+    bus.act(to, actions);
+    id
+}
+
+#[test]
+fn transactions_submitted_anywhere_commit_and_every_replica_agrees() {
+    let mut bus = bus(&[0, 1, 2, 3]);
+    let ids: Vec<Hash> = (1..=6)
+        .map(|n| submit(&mut bus, (n % 4) as usize, tx(n)))
+        .collect();
+    let committed = |bus: &Bus| {
+        bus.replicas.iter().all(|r| {
+            let state = r.as_ref().unwrap().chain().state();
+            ids.iter()
+                .all(|id| symbiont_contracts::exec::receipt(state, id).is_some())
+        })
+    };
+    bus.run_until(committed, 20_000);
+    let heights: Vec<usize> = bus.chains.iter().map(Vec::len).collect();
+    eprintln!("heights {heights:?} after {} simulated ms", bus.now);
+    let txs_in_blocks: usize = bus.chains[0].iter().map(|(b, _)| b.txs.len()).sum();
+    assert_eq!(txs_in_blocks, ids.len(), "each transaction in one block");
+    let common = *heights.iter().min().unwrap();
+    assert!(common >= 1);
+    for height in 0..common {
+        let hashes: Vec<Hash> = bus.chains.iter().map(|c| c[height].0.hash()).collect();
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "height {}",
+            height + 1
+        );
+    }
+    for id in &ids {
+        let receipt = symbiont_contracts::exec::receipt(
+            bus.replicas[0].as_ref().unwrap().chain().state(),
+            id,
+        )
+        .unwrap();
+        assert_eq!(receipt.error, None, "applied");
+    }
+    let app_hashes: Vec<Hash> = bus
+        .replicas
+        .iter()
+        .map(|r| r.as_ref().unwrap().chain().state().app_hash())
+        .collect();
+    let tips: Vec<u64> = bus
+        .replicas
+        .iter()
+        .map(|r| r.as_ref().unwrap().chain().tip().height)
+        .collect();
+    // Replicas at the same height hold the same state.
+    for a in 0..4 {
+        for b in 0..4 {
+            if tips[a] == tips[b] {
+                assert_eq!(app_hashes[a], app_hashes[b]);
+            }
+        }
+    }
+    assert!(
+        bus.replicas
+            .iter()
+            .all(|r| r.as_ref().unwrap().mempool().is_empty())
+    );
+}
+
+#[test]
+fn a_replica_started_late_catches_up_from_commits() {
+    let mut bus = bus(&[0, 1, 2]);
+    for n in 1..=3 {
+        submit(&mut bus, 0, tx(n));
+    }
+    bus.run_until(|bus| bus.chains[0].len() >= 5, 30_000);
+    bus.start(3);
+    let target = bus.chains[0].len() + 2;
+    bus.run_until(|bus| bus.chains[3].len() >= target, 60_000);
+    eprintln!(
+        "late replica at {} after {} simulated ms",
+        bus.chains[3].len(),
+        bus.now
+    );
+    for height in 0..target {
+        assert_eq!(
+            bus.chains[3][height].0.hash(),
+            bus.chains[0][height].0.hash()
+        );
+    }
+}
