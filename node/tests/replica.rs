@@ -86,7 +86,7 @@ fn tx(nonce: u64) -> SignedTx {
 }
 
 enum Event {
-    Deliver { to: usize, message: NetMessage },
+    Deliver { to: usize, message: Box<NetMessage> },
     Timer { node: usize, timeout: Timeout },
 }
 
@@ -155,7 +155,7 @@ impl Bus {
                                 DELAY_MS,
                                 Event::Deliver {
                                     to,
-                                    message: message.clone(),
+                                    message: Box::new(message.clone()),
                                 },
                             );
                         }
@@ -184,6 +184,7 @@ impl Bus {
                             block: block.clone(),
                             certificate: certificate.clone(),
                         };
+                        let message = Box::new(message);
                         self.schedule(DELAY_MS, Event::Deliver { to, message });
                     }
                 }
@@ -198,7 +199,7 @@ impl Bus {
                         .cloned()
                         .collect();
                     for (block, certificate) in missing {
-                        let message = NetMessage::Commit { block, certificate };
+                        let message = Box::new(NetMessage::Commit { block, certificate });
                         self.schedule(DELAY_MS, Event::Deliver { to: i, message });
                     }
                 }
@@ -217,7 +218,7 @@ impl Bus {
                 let Some(replica) = self.replicas[to].as_mut() else {
                     return true;
                 };
-                (to, replica.receive(message, now).unwrap())
+                (to, replica.receive(*message, now).unwrap())
             }
             Event::Timer { node, timeout } => {
                 let Some(replica) = self.replicas[node].as_mut() else {
