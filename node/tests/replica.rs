@@ -343,3 +343,26 @@ fn a_replica_started_late_catches_up_from_commits() {
         );
     }
 }
+
+#[test]
+fn three_of_four_replicas_commit_with_one_down() {
+    let mut bus = bus(&[0, 1, 3]);
+    let ids: Vec<Hash> = (1..=4).map(|n| submit(&mut bus, 0, tx(n))).collect();
+    // Long enough for the missing validator's proposer turns to come round.
+    bus.run_until(|bus| bus.chains[0].len() >= 12, 60_000);
+    let state = bus.replicas[3].as_ref().unwrap().chain().state();
+    assert!(
+        ids.iter()
+            .all(|id| symbiont_contracts::exec::receipt(state, id).is_some())
+    );
+    for height in 0..12 {
+        assert_eq!(
+            bus.chains[1][height].0.hash(),
+            bus.chains[0][height].0.hash()
+        );
+    }
+    eprintln!(
+        "12 heights with one of four down in {} simulated ms",
+        bus.now
+    );
+}
