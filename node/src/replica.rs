@@ -94,6 +94,9 @@ pub struct Replica {
     /// Blocks seen at the current height, by hash, with their execution
     /// once judged or built.
     blocks: BTreeMap<Hash, (Block, Option<Executed>)>,
+    /// Blocks of proposals for the height after (the engine keeps such
+    /// proposals until their height starts, and asks for a verdict then).
+    next_blocks: BTreeMap<Hash, Block>,
     /// Our certificate of the tip, for the next block we propose.
     last_commit: Option<Certificate>,
     evidence: Vec<Evidence>,
@@ -121,6 +124,7 @@ impl Replica {
             chain,
             mempool,
             blocks: BTreeMap::new(),
+            next_blocks: BTreeMap::new(),
             last_commit,
             evidence: Vec::new(),
             committing: false,
@@ -165,8 +169,13 @@ impl Replica {
                 if block.hash() != proposal.proposal.value {
                     return Ok(Vec::new());
                 }
-                if proposal.proposal.height == self.chain.next_height() {
+                let height = proposal.proposal.height;
+                if height == self.chain.next_height() {
                     self.keep_block(block);
+                } else if height == self.chain.next_height() + 1
+                    && self.next_blocks.len() < MAX_BLOCKS_PER_HEIGHT
+                {
+                    self.next_blocks.insert(block.hash(), block);
                 }
                 EngineInput::Proposal(proposal)
             }
@@ -195,6 +204,12 @@ impl Replica {
     pub fn start_next_height(&mut self, now_ms: u64) -> Result<Vec<Action>, EngineError> {
         assert!(self.committing, "a commit was handed out");
         self.committing = false;
+        let height = self.chain.next_height();
+        for (hash, block) in std::mem::take(&mut self.next_blocks) {
+            if block.header.height == height && self.blocks.len() < MAX_BLOCKS_PER_HEIGHT {
+                self.blocks.insert(hash, (block, None));
+            }
+        }
         self.feed(
             EngineInput::StartHeight {
                 height: self.chain.next_height(),

@@ -98,7 +98,14 @@ struct Bus {
     replicas: Vec<Option<Replica>>,
     /// What each replica committed (its "storage").
     chains: Vec<Vec<(Block, Certificate)>>,
+    /// Votes to this replica take `SLOW_VOTES_MS`: proposals of the next
+    /// height reach it before it has decided the current one.
+    slow_votes_to: Option<usize>,
+    /// Round-0 prevotes each replica sent: (height, for a value).
+    prevotes: Vec<Vec<(u64, bool)>>,
 }
+
+const SLOW_VOTES_MS: u64 = 40;
 
 impl Bus {
     fn schedule(&mut self, delay: u64, event: Event) {
@@ -149,10 +156,18 @@ impl Bus {
         for action in actions {
             match action {
                 Action::Broadcast(message) => {
+                    if let NetMessage::Vote(v) = &message
+                        && v.vote.round == 0
+                        && v.vote.vote_type == symbiont_node::consensus::VoteType::Prevote
+                    {
+                        self.prevotes[i].push((v.vote.height, v.vote.value.is_some()));
+                    }
                     for to in 0..self.replicas.len() {
                         if to != i {
+                            let slow = self.slow_votes_to == Some(to)
+                                && matches!(message, NetMessage::Vote(_));
                             self.schedule(
-                                DELAY_MS,
+                                if slow { SLOW_VOTES_MS } else { DELAY_MS },
                                 Event::Deliver {
                                     to,
                                     message: Box::new(message.clone()),
@@ -247,6 +262,8 @@ fn bus(started: &[usize]) -> Bus {
         events: BTreeMap::new(),
         replicas: (0..4).map(|_| None).collect(),
         chains: vec![Vec::new(); 4],
+        slow_votes_to: None,
+        prevotes: vec![Vec::new(); 4],
     };
     for &i in started {
         bus.start(i);
@@ -336,7 +353,9 @@ fn a_replica_started_late_catches_up_from_commits() {
         bus.chains[3].len(),
         bus.now
     );
-    for height in 0..target {
+    let common = bus.chains[0].len().min(bus.chains[3].len());
+    assert!(common + 1 >= target, "{common} of {target}");
+    for height in 0..common {
         assert_eq!(
             bus.chains[3][height].0.hash(),
             bus.chains[0][height].0.hash()
@@ -364,5 +383,28 @@ fn three_of_four_replicas_commit_with_one_down() {
     eprintln!(
         "12 heights with one of four down in {} simulated ms",
         bus.now
+    );
+}
+
+/// Votes reach replica 3 late, so the next height's proposal (with its
+/// block) reaches it before it decides: the proposal waits in the engine,
+/// its block in the replica, and it is judged once the height starts. The
+/// replica prevotes for those blocks like the others (judged without the
+/// block, it would have prevoted nil and stayed out of every polka).
+#[test]
+fn proposals_for_the_next_height_are_judged_when_it_starts() {
+    let mut bus = bus(&[]);
+    bus.slow_votes_to = Some(3);
+    for i in 0..4 {
+        bus.start(i);
+    }
+    submit(&mut bus, 0, tx(1));
+    bus.run_until(|bus| bus.chains[3].len() >= 10, 60_000);
+    let early_or_not: Vec<&(u64, bool)> = bus.prevotes[3].iter().filter(|(h, _)| *h > 1).collect();
+    assert!(early_or_not.len() >= 8, "{:?}", bus.prevotes[3]);
+    assert!(
+        early_or_not.iter().all(|(_, for_value)| *for_value),
+        "replica 3 prevoted nil: {:?}",
+        bus.prevotes[3]
     );
 }
