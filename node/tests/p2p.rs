@@ -91,11 +91,10 @@ async fn start_with(
     tweak(&mut config);
     let (handle, mut events) = spawn(config).expect("spawn");
     assert_eq!(handle.local_peer_id(), peer(seed));
-    let address = loop {
-        match events.recv().await.expect("events") {
-            NetworkEvent::Listening(address) => break address,
-            other => panic!("node {seed}: {other:?} before listening"),
-        }
+    // The first event is the bound address of the ephemeral port.
+    let address = match events.recv().await.expect("events") {
+        NetworkEvent::Listening(address) => address,
+        other => panic!("node {seed}: {other:?} before listening"),
     };
     assert!(handle.listen_addrs().await.unwrap().contains(&address));
     Node {

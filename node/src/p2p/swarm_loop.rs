@@ -211,14 +211,14 @@ impl Network {
         }
     }
 
-    fn emit(&self, event: NetworkEvent) -> Result<(), NetworkEvent> {
-        self.events.try_send(event).map_err(|error| {
+    /// Sends an event without waiting; a full or closed channel drops and
+    /// counts it. Returns whether the event was queued.
+    fn emit(&self, event: NetworkEvent) -> bool {
+        let queued = self.events.try_send(event).is_ok();
+        if !queued {
             self.dropped_events.fetch_add(1, Ordering::Relaxed);
-            match error {
-                mpsc::error::TrySendError::Full(event)
-                | mpsc::error::TrySendError::Closed(event) => event,
-            }
-        })
+        }
+        queued
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -228,16 +228,14 @@ impl Network {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::NewListenAddr { address, .. } => {
-                let _ = self.emit(NetworkEvent::Listening(address));
+                self.emit(NetworkEvent::Listening(address));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
-            } => {
-                if self.admitted.remove(&peer_id) {
-                    let _ = self.emit(NetworkEvent::PeerDisconnected(peer_id));
-                }
+            } if self.admitted.remove(&peer_id) => {
+                self.emit(NetworkEvent::PeerDisconnected(peer_id));
             }
             _ => {}
         }
@@ -258,7 +256,7 @@ impl Network {
         }
         self.backoff.remove(&peer_id);
         if self.admitted.insert(peer_id) {
-            let _ = self.emit(NetworkEvent::PeerConnected(peer_id));
+            self.emit(NetworkEvent::PeerConnected(peer_id));
         }
     }
 
@@ -286,7 +284,7 @@ impl Network {
             propagation_source,
             data: message.data,
         };
-        if self.emit(event).is_err() {
+        if !self.emit(event) {
             self.report(&message_id, &propagation_source, Validation::Ignore);
         }
     }
@@ -308,7 +306,7 @@ impl Network {
                         id: request_id,
                         data: request,
                     };
-                    if self.emit(event).is_ok() {
+                    if self.emit(event) {
                         self.pending_inbound.insert(request_id, channel);
                     }
                 }
@@ -316,7 +314,7 @@ impl Network {
                     request_id,
                     response,
                 } => {
-                    let _ = self.emit(NetworkEvent::Response {
+                    self.emit(NetworkEvent::Response {
                         peer,
                         id: request_id,
                         data: response,
@@ -329,7 +327,7 @@ impl Network {
                 error,
                 ..
             } => {
-                let _ = self.emit(NetworkEvent::RequestFailed {
+                self.emit(NetworkEvent::RequestFailed {
                     peer,
                     id: request_id,
                     reason: error.to_string(),
