@@ -3,6 +3,7 @@
 //! membership changes, shutdown. Every test is bounded by a timeout.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -66,6 +67,8 @@ async fn bounded(test: impl Future<Output = ()>) {
 struct Node {
     handle: NetworkHandle,
     events: mpsc::Receiver<NetworkEvent>,
+    /// Events that arrived before `Listening`, in order.
+    backlog: VecDeque<NetworkEvent>,
     peer_id: PeerId,
     address: Multiaddr,
 }
@@ -90,22 +93,37 @@ async fn start_with(
         .collect();
     tweak(&mut config);
     let (handle, mut events) = spawn(config).expect("spawn");
+    // The libp2p identity is the node's key: same PeerId as our text form.
     assert_eq!(handle.local_peer_id(), peer(seed));
-    // The first event is the bound address of the ephemeral port.
-    let address = match events.recv().await.expect("events") {
-        NetworkEvent::Listening(address) => address,
-        other => panic!("node {seed}: {other:?} before listening"),
+    assert_eq!(peer(seed).to_string(), keypair(seed).public().peer_id());
+    // The bound address of the ephemeral port.
+    let mut backlog = VecDeque::new();
+    let address = loop {
+        match events.recv().await.expect("events") {
+            NetworkEvent::Listening(address) => break address,
+            other => backlog.push_back(other),
+        }
     };
     assert!(handle.listen_addrs().await.unwrap().contains(&address));
     Node {
         handle,
         events,
+        backlog,
         peer_id: peer(seed),
         address,
     }
 }
 
 impl Node {
+    /// The next event before `deadline`, backlog first.
+    async fn next_event(&mut self, deadline: Instant) -> Option<NetworkEvent> {
+        if let Some(event) = self.backlog.pop_front() {
+            return Some(event);
+        }
+        let event = tokio::time::timeout_at(deadline, self.events.recv()).await;
+        event.ok().map(|event| event.expect("event channel open"))
+    }
+
     /// The first event `pick` maps to `Some`, skipping others; panics after `within`.
     async fn expect<T>(
         &mut self,
@@ -115,10 +133,10 @@ impl Node {
     ) -> T {
         let deadline = Instant::now() + within;
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
+            let event = self
+                .next_event(deadline)
                 .await
-                .unwrap_or_else(|_| panic!("{}: no {what} within {within:?}", self.peer_id))
-                .expect("event channel open");
+                .unwrap_or_else(|| panic!("{}: no {what} within {within:?}", self.peer_id));
             if let Some(found) = pick(&event) {
                 return found;
             }
@@ -133,8 +151,7 @@ impl Node {
         bad: impl Fn(&NetworkEvent) -> bool,
     ) {
         let deadline = Instant::now() + within;
-        while let Ok(event) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            let event = event.expect("event channel open");
+        while let Some(event) = self.next_event(deadline).await {
             assert!(
                 !bad(&event),
                 "{}: unexpected {what}: {event:?}",
@@ -574,6 +591,43 @@ async fn set_members_disconnects_removed_peer() {
             .await
             .unwrap();
         a.connected_to(&[b.peer_id]).await;
+    })
+    .await;
+}
+
+/// A node that does not read its events never stalls the swarm: events that
+/// do not fit are dropped and counted, dropped requests fail fast at the
+/// requester, and the handle keeps answering.
+#[tokio::test]
+async fn slow_consumer_does_not_stall_the_loop() {
+    bounded(async {
+        let a = start_with(1, &[1, 2], &[], |config| config.event_capacity = 1).await;
+        let mut b = start(2, &[1, 2], &[&a]).await;
+        b.connected_to(&[a.peer_id]).await;
+        // A's one slot holds its PeerConnected(B); nobody reads it.
+        let mut sent = Vec::new();
+        for round in 0..5u8 {
+            sent.push(b.handle.send_request(a.peer_id, vec![round]).await.unwrap());
+        }
+        for id in sent {
+            b.expect("failure of a dropped request", WAIT, |event| match event {
+                NetworkEvent::RequestFailed { id: failed, .. } => (*failed == id).then_some(()),
+                _ => None,
+            })
+            .await;
+        }
+        assert!(
+            a.handle.dropped_events() >= 5,
+            "{}",
+            a.handle.dropped_events()
+        );
+        assert!(
+            a.handle
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&b.peer_id)
+        );
     })
     .await;
 }
