@@ -631,3 +631,23 @@ async fn slow_consumer_does_not_stall_the_loop() {
     })
     .await;
 }
+
+/// Two members that know no address meet once one learns the other's.
+#[tokio::test]
+async fn add_address_dials_a_member() {
+    bounded(async {
+        let mut a = start(1, &[1, 2], &[]).await;
+        let mut b = start(2, &[1, 2], &[]).await;
+        a.expect_none("connection", Duration::from_millis(1200), |event| {
+            matches!(event, NetworkEvent::PeerConnected(_))
+        })
+        .await;
+        b.handle
+            .add_address(a.peer_id, a.address.clone())
+            .await
+            .unwrap();
+        b.connected_to(&[a.peer_id]).await;
+        a.connected_to(&[b.peer_id]).await;
+    })
+    .await;
+}

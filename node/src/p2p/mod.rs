@@ -81,8 +81,8 @@ pub struct NetworkConfig {
     pub keypair: Keypair,
     /// Where to listen, e.g. `/ip4/0.0.0.0/tcp/26656` (port 0: ephemeral).
     pub listen: Multiaddr,
-    /// Members to dial, with their addresses. Entries whose peer is not a
-    /// member are never dialed.
+    /// Peers to dial, with their addresses; only members are dialed (a
+    /// peer listed here that becomes a member later is dialed then).
     pub peers: Vec<(PeerId, Multiaddr)>,
     /// The allow-list: only these peers' connections are admitted.
     pub members: Vec<PeerId>,
@@ -278,6 +278,10 @@ pub(crate) enum Command {
     SetMembers {
         members: Vec<PeerId>,
     },
+    AddAddress {
+        peer: PeerId,
+        address: Multiaddr,
+    },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
@@ -367,6 +371,12 @@ impl NetworkHandle {
     /// ones); new members are admitted (dialed if their address is known).
     pub async fn set_members(&self, members: Vec<PeerId>) -> Result<(), NetworkError> {
         self.send(Command::SetMembers { members }).await
+    }
+
+    /// Sets the address to dial a peer at (replacing any earlier one); it
+    /// is dialed on the next tick if it is a member and not connected.
+    pub async fn add_address(&self, peer: PeerId, address: Multiaddr) -> Result<(), NetworkError> {
+        self.send(Command::AddAddress { peer, address }).await
     }
 
     /// The addresses the swarm listens on now.

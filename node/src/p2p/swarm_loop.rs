@@ -384,6 +384,10 @@ impl Network {
                 let _ = reply.send(self.answer(id, data));
             }
             Command::SetMembers { members } => self.set_members(members),
+            Command::AddAddress { peer, address } => {
+                self.addresses.insert(peer, address);
+                self.backoff.remove(&peer);
+            }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
