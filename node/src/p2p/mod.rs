@@ -7,7 +7,7 @@
 //!
 //! # Shape
 //!
-//! [`spawn`] builds the swarm (TCP + noise + yamux; one [`Behaviour`] made of
+//! [`spawn`] builds the swarm (TCP + noise + yamux; one `Behaviour` made of
 //! an allow-list, identify, gossipsub and request-response) and moves it into
 //! one tokio task. That task runs one `tokio::select!` over the swarm, the
 //! control channel fed by [`NetworkHandle`], and a 1 s tick. Nothing else
@@ -62,7 +62,6 @@ pub use codec::{LENGTH_PREFIX_BYTES, SyncCodec};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::request_response::{InboundRequestId, OutboundRequestId};
 pub use libp2p::{Multiaddr, PeerId};
-pub use swarm_loop::Behaviour;
 
 use symbiont_contracts::keys::{Keypair, PublicKey};
 
