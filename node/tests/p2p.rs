@@ -651,3 +651,55 @@ async fn add_address_dials_a_member() {
     })
     .await;
 }
+
+/// A removed member's messages are dropped even when a peer that still
+/// counts it as a member relays them.
+#[tokio::test]
+async fn removed_member_is_not_heard_through_others() {
+    bounded(async {
+        let all = [1, 2, 3];
+        let mut a = start(1, &all, &[]).await;
+        let mut b = start(2, &all, &[&a]).await;
+        let mut c = start(3, &all, &[&a, &b]).await;
+        a.connected_to(&[b.peer_id, c.peer_id]).await;
+        c.connected_to(&[a.peer_id, b.peer_id]).await;
+
+        a.handle
+            .set_members(vec![a.peer_id, b.peer_id])
+            .await
+            .unwrap();
+        let removed_by = a.peer_id;
+        c.expect("PeerDisconnected", WAIT, |event| match event {
+            NetworkEvent::PeerDisconnected(peer) => (*peer == removed_by).then_some(()),
+            _ => None,
+        })
+        .await;
+        b.meshed_with(&[a.peer_id, c.peer_id]).await;
+        c.meshed_with(&[b.peer_id]).await;
+
+        c.handle
+            .publish(Topic::Consensus, b"from c".to_vec())
+            .await
+            .unwrap();
+        let (id, source, via) = b.gossip(b"from c").await;
+        assert_eq!(source, c.peer_id);
+        b.handle
+            .report_validation(id, via, Validation::Accept)
+            .await
+            .unwrap();
+        a.expect_none(
+            "message of a removed member",
+            QUIET,
+            is_gossip_of(b"from c"),
+        )
+        .await;
+
+        // B's own messages still reach A.
+        b.handle
+            .publish(Topic::Consensus, b"from b".to_vec())
+            .await
+            .unwrap();
+        a.gossip(b"from b").await;
+    })
+    .await;
+}
