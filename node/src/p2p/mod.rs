@@ -37,7 +37,8 @@
 //!   prefix, checked against the maximum before allocating). Every inbound
 //!   request is either handed to the node, which must [`NetworkHandle::answer`]
 //!   it, or dropped here (closing the stream); channels the node never
-//!   answers are dropped when the requester gives up, and at most
+//!   answers are forgotten once their stream times out (`request_timeout`)
+//!   or closes, and at most
 //!   [`MAX_PENDING_INBOUND_REQUESTS`] wait at once.
 //! - Dialing: every member with a known address is dialed on the tick while
 //!   not connected, with a Fibonacci backoff per peer (1, 1, 2, 3, 5 ... s,
