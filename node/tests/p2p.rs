@@ -703,3 +703,40 @@ async fn removed_member_is_not_heard_through_others() {
     })
     .await;
 }
+
+/// A request the node never answers times out at the requester and is
+/// forgotten by the responder: a late answer is `UnknownRequest`.
+#[tokio::test]
+async fn unanswered_request_times_out() {
+    bounded(async {
+        let short =
+            |config: &mut NetworkConfig| config.request_timeout = Duration::from_millis(500);
+        let mut a = start_with(1, &[1, 2], &[], short).await;
+        let mut b = start_with(2, &[1, 2], &[&a], short).await;
+        a.connected_to(&[b.peer_id]).await;
+        let sent = a
+            .handle
+            .send_request(b.peer_id, b"tip?".to_vec())
+            .await
+            .unwrap();
+        let id = b
+            .expect("request", WAIT, |event| match event {
+                NetworkEvent::Request { id, .. } => Some(*id),
+                _ => None,
+            })
+            .await;
+        a.expect("timeout", WAIT, |event| match event {
+            NetworkEvent::RequestFailed { id, .. } => (*id == sent).then_some(()),
+            _ => None,
+        })
+        .await;
+        // The responder's stream times out after the same 500 ms, counted
+        // from a later start; leave it a margin.
+        sleep(Duration::from_millis(600)).await;
+        assert!(matches!(
+            b.handle.answer(id, b"late".to_vec()).await,
+            Err(NetworkError::UnknownRequest)
+        ));
+    })
+    .await;
+}
