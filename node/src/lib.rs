@@ -4,6 +4,7 @@ pub mod block;
 pub mod chain;
 pub mod consensus;
 pub mod mempool;
+pub mod p2p;
 pub mod replica;
 pub mod sim;
 pub mod storage;
