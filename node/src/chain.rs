@@ -121,6 +121,41 @@ impl Chain {
         })
     }
 
+    /// The chain at a stored tip: `state` after block `tip.height`, and
+    /// the last blocks up to the tip (ascending; the last
+    /// `MISSED_TURN_WINDOW + 1` are enough) to derive the exclusions.
+    /// The validator sets of those heights are taken to be the current one
+    /// (a restart right after a validator-set change may misjudge the next
+    /// block's certificate and then waits for the block from a peer).
+    pub fn resume(
+        genesis: &Genesis,
+        selector: Arc<dyn ProposerSelector<Ed25519Context>>,
+        state: State,
+        tip: Tip,
+        recent_blocks: &[Block],
+    ) -> Result<Self, NoValidators> {
+        let validators = validator_set(&state)?;
+        let mut history = ProposerHistory::default();
+        for block in recent_blocks {
+            history.on_commit(
+                selector.as_ref(),
+                block.header.height,
+                block.last_commit.as_ref().map(|c| c.round),
+                &validators,
+                &validators,
+            );
+        }
+        Ok(Self {
+            chain_id: genesis.chain_id.clone(),
+            selector,
+            state,
+            previous_validators: (tip.height > 0).then(|| validators.clone()),
+            tip,
+            validators,
+            history,
+        })
+    }
+
     pub fn chain_id(&self) -> &str {
         &self.chain_id
     }

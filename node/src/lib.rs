@@ -6,6 +6,7 @@ pub mod consensus;
 pub mod mempool;
 pub mod p2p;
 pub mod replica;
+pub mod service;
 pub mod sim;
 pub mod storage;
 pub mod verify;

@@ -19,49 +19,14 @@ use symbiont_node::consensus::signed::vote_sign_bytes;
 use symbiont_node::consensus::{Vote, VoteType};
 use symbiont_node::verify::check_block_txs;
 
+mod support;
+use support::key;
+
 const CHAIN: &str = "chain-test";
 const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
 
-fn key(i: u8) -> Keypair {
-    Keypair::from_seed([i; 32])
-}
-
-/// Firms a, b, c, d (admins of seeds 1-4), each with a validator node
-/// (seeds 11-14) of power 1.
 fn genesis() -> Genesis {
-    let mut text = format!(
-        r#"
-chain_id = "{CHAIN}"
-genesis_time_ms = {GENESIS_TIME_MS}
-[currency]
-code = "EUR"
-minor_units = 2
-[consensus]
-timeout_propose_ms = 1000
-timeout_prevote_ms = 500
-timeout_precommit_ms = 500
-timeout_delta_ms = 250
-max_block_txs = 100
-max_block_bytes = 1000000
-max_clock_drift_ms = 1000
-[[resource_kinds]]
-id = "steam"
-name = "Steam"
-unit = "t"
-emission_factor_g = 1000
-"#
-    );
-    for (i, firm) in ["a", "b", "c", "d"].iter().enumerate() {
-        let i = i as u8 + 1;
-        text += &format!(
-            "[[firms]]\nid = \"{firm}\"\nname = \"Firm {firm}\"\nadmin_key = \"{}\"\n\
-             [[nodes]]\nid = \"n{firm}\"\nfirm = \"{firm}\"\nsite = \"Site\"\nkey = \"{}\"\n\
-             validator = true\npower = 1\n",
-            key(i).public(),
-            key(10 + i).public()
-        );
-    }
-    Genesis::from_toml(&text).expect("test genesis")
+    support::four_validators(CHAIN, GENESIS_TIME_MS, 1000, 500, 250)
 }
 
 fn chain() -> Chain {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::keys::Keypair;
 use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
 use symbiont_node::block::{Block, Certificate, core_params};
 use symbiont_node::chain::Chain;
@@ -24,49 +23,15 @@ use symbiont_node::consensus::wal::SharedMemoryWal;
 use symbiont_node::mempool::{Mempool, MempoolConfig};
 use symbiont_node::replica::{Action, NetMessage, Replica};
 
+mod support;
+use support::key;
+
 const CHAIN: &str = "replica-test";
 const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
 const DELAY_MS: u64 = 5;
 
-fn key(i: u8) -> Keypair {
-    Keypair::from_seed([i; 32])
-}
-
-/// Firms a-d (admins of seeds 1-4), each with a validator (seeds 11-14).
 fn genesis() -> Genesis {
-    let mut text = format!(
-        r#"
-chain_id = "{CHAIN}"
-genesis_time_ms = {GENESIS_TIME_MS}
-[currency]
-code = "EUR"
-minor_units = 2
-[consensus]
-timeout_propose_ms = 300
-timeout_prevote_ms = 100
-timeout_precommit_ms = 100
-timeout_delta_ms = 50
-max_block_txs = 100
-max_block_bytes = 1000000
-max_clock_drift_ms = 1000
-[[resource_kinds]]
-id = "steam"
-name = "Steam"
-unit = "t"
-emission_factor_g = 1000
-"#
-    );
-    for (i, firm) in ["a", "b", "c", "d"].iter().enumerate() {
-        let i = i as u8 + 1;
-        text += &format!(
-            "[[firms]]\nid = \"{firm}\"\nname = \"Firm {firm}\"\nadmin_key = \"{}\"\n\
-             [[nodes]]\nid = \"n{firm}\"\nfirm = \"{firm}\"\nsite = \"Site\"\nkey = \"{}\"\n\
-             validator = true\npower = 1\n",
-            key(i).public(),
-            key(10 + i).public()
-        );
-    }
-    Genesis::from_toml(&text).expect("test genesis")
+    support::four_validators(CHAIN, GENESIS_TIME_MS, 300, 100, 50)
 }
 
 /// Firm a's admin authorizes operator key `n` (nonce `n`).

@@ -58,3 +58,48 @@ emission_factor_g = 1000
     );
     genesis_state(&Genesis::from_toml(&text).expect("test genesis"))
 }
+
+/// Firms a-d (admins of seeds 1-4), each with a validator node (seeds
+/// 11-14) of power 1, one resource kind, on chain `chain_id` starting at
+/// `genesis_time_ms`, with these timeouts (ms).
+pub fn four_validators(
+    chain_id: &str,
+    genesis_time_ms: u64,
+    propose_ms: u64,
+    vote_ms: u64,
+    delta_ms: u64,
+) -> Genesis {
+    let mut text = format!(
+        r#"
+chain_id = "{chain_id}"
+genesis_time_ms = {genesis_time_ms}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = {propose_ms}
+timeout_prevote_ms = {vote_ms}
+timeout_precommit_ms = {vote_ms}
+timeout_delta_ms = {delta_ms}
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#
+    );
+    for (i, firm) in ["a", "b", "c", "d"].iter().enumerate() {
+        let i = i as u8 + 1;
+        text += &format!(
+            "[[firms]]\nid = \"{firm}\"\nname = \"Firm {firm}\"\nadmin_key = \"{}\"\n\
+             [[nodes]]\nid = \"n{firm}\"\nfirm = \"{firm}\"\nsite = \"Site\"\nkey = \"{}\"\n\
+             validator = true\npower = 1\n",
+            key(i).public(),
+            key(10 + i).public()
+        );
+    }
+    Genesis::from_toml(&text).expect("test genesis")
+}

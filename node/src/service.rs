@@ -1,0 +1,449 @@
+//! The running node: one tokio task that owns the `Replica` (engine,
+//! chain, mempool), the storage and the timers, fed by the p2p swarm's
+//! events, and carries out the replica's actions in order. A decided block
+//! is written to storage (one flushed batch) before the next height
+//! starts.
+//!
+//! Wire formats (canonical encoding): gossip on the consensus topic
+//! carries a `replica::NetMessage`, on the transactions topic a
+//! `NetMessage::Tx`; a sync request is a `SyncRequest`, its response a
+//! `SyncResponse`.
+//!
+//! Not yet here (the node issue goes on): config files and the binary,
+//! gRPC, metrics, peer scoring on invalid messages.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use symbiont_contracts::codec;
+use symbiont_contracts::exec;
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::hash::Hash;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::tx::SignedTx;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::block::{Block, Certificate, core_params};
+use crate::chain::{Chain, Tip};
+use crate::consensus::ed25519::KeypairSigner;
+use crate::consensus::engine::Engine;
+use crate::consensus::proposer::{MISSED_TURN_WINDOW, WeightedRoundRobin};
+use crate::consensus::signer::{FileStore, SignGuard};
+use crate::consensus::types::Timeout;
+use crate::consensus::wal::FileWal;
+use crate::mempool::{AdmitError, Mempool, MempoolConfig};
+use crate::p2p::{
+    self, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, Topic, Validation,
+};
+use crate::replica::{Action, NetMessage, Replica};
+use crate::storage::{CommitRecord, Storage};
+use crate::verify::available_threads;
+
+/// How often our messages of the current height are sent again.
+pub const REBROADCAST_INTERVAL: Duration = Duration::from_millis(400);
+/// Commits sent in one sync response, at most.
+pub const SYNC_BATCH: u64 = 16;
+/// Sled's cache.
+pub const STORAGE_CACHE_BYTES: u64 = 64 << 20;
+
+pub struct ServiceConfig {
+    pub genesis: Genesis,
+    pub keypair: Keypair,
+    /// Holds `ledger/` (storage), `consensus.wal` and `sign_state`.
+    pub data_dir: PathBuf,
+    pub listen: Multiaddr,
+    pub peers: Vec<(PeerId, Multiaddr)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("network: {0}")]
+    Network(#[from] p2p::NetworkError),
+    #[error("consensus: {0}")]
+    Engine(#[from] crate::consensus::engine::EngineError),
+    #[error("sign state: {0}")]
+    SignState(#[from] crate::consensus::signer::StoreError),
+    #[error("WAL: {0}")]
+    Wal(#[from] crate::consensus::wal::WalError),
+    #[error("stored data: {0}")]
+    Data(String),
+}
+
+/// Asks for the commits from `from` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub from: u64,
+}
+
+/// Consecutive commits from the requested height (none: not there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub commits: Vec<(Block, Certificate)>,
+}
+
+/// Talks to a running node.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    submit: mpsc::Sender<(SignedTx, oneshot::Sender<Result<Hash, AdmitError>>)>,
+    /// The last stored height.
+    pub height: watch::Receiver<u64>,
+    stop: mpsc::Sender<()>,
+}
+
+impl ServiceHandle {
+    pub async fn submit(&self, tx: SignedTx) -> Option<Result<Hash, AdmitError>> {
+        let (reply, answer) = oneshot::channel();
+        self.submit.send((tx, reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.stop.send(()).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn data(what: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Data(what.to_string())
+}
+
+struct Node {
+    replica: Replica,
+    storage: Storage,
+    network: NetworkHandle,
+    timers: BTreeMap<(Instant, u64), Timeout>,
+    timer_seq: u64,
+    height: watch::Sender<u64>,
+    /// When we last asked each peer for commits.
+    asked: BTreeMap<PeerId, Instant>,
+}
+
+/// Opens the data dir, resumes where the node stopped, joins the network
+/// and runs until `stop`. Returns the handle and the task's join handle.
+pub async fn start(
+    config: ServiceConfig,
+) -> Result<
+    (
+        ServiceHandle,
+        tokio::task::JoinHandle<Result<(), ServiceError>>,
+    ),
+    ServiceError,
+> {
+    std::fs::create_dir_all(&config.data_dir).map_err(data)?;
+    let genesis_hash = config.genesis.hash();
+    let storage = Storage::open(
+        &config.data_dir.join("ledger"),
+        genesis_hash,
+        STORAGE_CACHE_BYTES,
+    )?;
+    if storage.tip().is_none() {
+        storage.commit_genesis(&exec::genesis_state(&config.genesis))?;
+    }
+    let selector = Arc::new(WeightedRoundRobin);
+    let chain = resume_chain(&config.genesis, &storage, selector.clone())?;
+    let tip = chain.tip().clone();
+    let last_commit: Option<Certificate> = match tip.height {
+        0 => None,
+        h => storage
+            .certificate(h)?
+            .map(|bytes| codec::decode(&bytes))
+            .transpose()
+            .map_err(data)?,
+    };
+    let guard = SignGuard::open(
+        Box::new(KeypairSigner(Keypair::from_seed(config.keypair.seed()))),
+        Box::new(FileStore::new(config.data_dir.join("sign_state"))),
+    )?;
+    let (engine, outputs) = Engine::recover(
+        chain.chain_id().to_string(),
+        core_params(&chain.params()),
+        selector,
+        guard,
+        Box::new(FileWal::open(config.data_dir.join("consensus.wal"))?),
+        tip.height,
+        chain.validators().clone(),
+        chain.excluded_proposers(),
+    )?;
+    let members: Vec<PeerId> = exec::current_nodes(chain.state())
+        .iter()
+        .map(|n| p2p::peer_id_of(&n.key))
+        .collect();
+    let chain_id = chain.chain_id().to_string();
+    let mut network_config = NetworkConfig::new(
+        Keypair::from_seed(config.keypair.seed()),
+        config.listen,
+        &chain_id,
+    );
+    network_config.peers = config.peers;
+    network_config.members = members;
+    let (network, events) = p2p::spawn(network_config)?;
+    let mempool = Mempool::new(chain_id, MempoolConfig::default());
+    let (replica, actions) = Replica::new(
+        engine,
+        chain,
+        mempool,
+        last_commit,
+        available_threads(),
+        now_ms(),
+        outputs,
+    )?;
+    let (height_tx, height_rx) = watch::channel(tip.height);
+    let (submit_tx, submit_rx) = mpsc::channel(256);
+    let (stop_tx, stop_rx) = mpsc::channel(1);
+    let mut node = Node {
+        replica,
+        storage,
+        network,
+        timers: BTreeMap::new(),
+        timer_seq: 0,
+        height: height_tx,
+        asked: BTreeMap::new(),
+    };
+    let task = tokio::spawn(async move {
+        node.act(actions).await?;
+        node.run(events, submit_rx, stop_rx).await
+    });
+    let handle = ServiceHandle {
+        submit: submit_tx,
+        height: height_rx,
+        stop: stop_tx,
+    };
+    Ok((handle, task))
+}
+
+/// The chain at the stored tip.
+fn resume_chain(
+    genesis: &Genesis,
+    storage: &Storage,
+    selector: Arc<WeightedRoundRobin>,
+) -> Result<Chain, ServiceError> {
+    let tip = storage
+        .tip()
+        .ok_or_else(|| data("no genesis state stored"))?;
+    let state = storage
+        .load_state()?
+        .ok_or_else(|| data("no genesis state stored"))?;
+    if tip.height == 0 {
+        return Chain::from_genesis(genesis, selector).map_err(data);
+    }
+    let first = tip.height.saturating_sub(2 * MISSED_TURN_WINDOW).max(1);
+    let mut blocks = Vec::new();
+    for height in first..=tip.height {
+        let bytes = storage
+            .block(height)?
+            .ok_or_else(|| data(format!("block {height} missing")))?;
+        blocks.push(codec::decode::<Block>(&bytes).map_err(data)?);
+    }
+    let last = blocks.last().expect("at least the tip");
+    let tip = Tip {
+        height: tip.height,
+        hash: tip.block_hash,
+        time_ms: last.header.time_ms,
+    };
+    Chain::resume(genesis, selector, state, tip, &blocks).map_err(data)
+}
+
+impl Node {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<NetworkEvent>,
+        mut submits: mpsc::Receiver<(SignedTx, oneshot::Sender<Result<Hash, AdmitError>>)>,
+        mut stop: mpsc::Receiver<()>,
+    ) -> Result<(), ServiceError> {
+        let mut rebroadcast = tokio::time::interval(REBROADCAST_INTERVAL);
+        loop {
+            let next_timer = self
+                .timers
+                .keys()
+                .next()
+                .map(|(at, _)| *at)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.recv() => break,
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    self.on_event(event).await?;
+                }
+                submit = submits.recv() => {
+                    let Some((tx, reply)) = submit else { continue };
+                    match self.replica.submit(tx) {
+                        Ok((id, actions)) => {
+                            let _ = reply.send(Ok(id));
+                            self.act(actions).await?;
+                        }
+                        Err(e) => { let _ = reply.send(Err(e)); }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_timer) => {
+                    let due: Vec<(Instant, u64)> = self
+                        .timers
+                        .range(..=(Instant::now(), u64::MAX))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for key in due {
+                        if let Some(timeout) = self.timers.remove(&key) {
+                            let actions = self.replica.timeout(timeout, now_ms())?;
+                            self.act(actions).await?;
+                        }
+                    }
+                }
+                _ = rebroadcast.tick() => {
+                    let actions = self.replica.rebroadcast();
+                    self.act(actions).await?;
+                }
+            }
+        }
+        let _ = self.network.shutdown().await;
+        self.storage.flush()?;
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: NetworkEvent) -> Result<(), ServiceError> {
+        match event {
+            NetworkEvent::Gossip {
+                message_id,
+                propagation_source,
+                data,
+                ..
+            } => {
+                let message = codec::decode_with_limit::<NetMessage>(&data, data.len());
+                let verdict = if message.is_ok() {
+                    Validation::Accept
+                } else {
+                    Validation::Reject
+                };
+                let _ = self
+                    .network
+                    .report_validation(message_id, propagation_source, verdict)
+                    .await;
+                if let Ok(message) = message {
+                    let actions = self.replica.receive(message, now_ms())?;
+                    self.act(actions).await?;
+                }
+            }
+            NetworkEvent::Request { id, data, .. } => {
+                let response = match codec::decode::<SyncRequest>(&data) {
+                    Ok(request) => self.commits_from(request.from)?,
+                    Err(_) => SyncResponse { commits: vec![] },
+                };
+                let _ = self.network.answer(id, codec::encode(&response)).await;
+            }
+            NetworkEvent::Response { data, .. } => {
+                if let Ok(response) = codec::decode::<SyncResponse>(&data) {
+                    for (block, certificate) in response.commits {
+                        let message = NetMessage::Commit { block, certificate };
+                        let actions = self.replica.receive(message, now_ms())?;
+                        self.act(actions).await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn commits_from(&self, from: u64) -> Result<SyncResponse, ServiceError> {
+        let tip = self.storage.tip().map_or(0, |t| t.height);
+        let mut commits = Vec::new();
+        for height in from.max(1)..=tip.min(from.saturating_add(SYNC_BATCH - 1)) {
+            let (Some(block), Some(certificate)) = (
+                self.storage.block(height)?,
+                self.storage.certificate(height)?,
+            ) else {
+                break;
+            };
+            commits.push((
+                codec::decode(&block).map_err(data)?,
+                codec::decode(&certificate).map_err(data)?,
+            ));
+        }
+        Ok(SyncResponse { commits })
+    }
+
+    /// Carries out the replica's actions in order.
+    async fn act(&mut self, actions: Vec<Action>) -> Result<(), ServiceError> {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Broadcast(message) => {
+                    let topic = match message {
+                        NetMessage::Tx(_) => Topic::Txs,
+                        _ => Topic::Consensus,
+                    };
+                    // Nobody subscribed yet or a duplicate: gossip retries.
+                    let _ = self.network.publish(topic, codec::encode(&message)).await;
+                }
+                Action::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => {
+                    self.timer_seq += 1;
+                    let at = Instant::now() + Duration::from_millis(duration_ms);
+                    self.timers.insert((at, self.timer_seq), timeout);
+                }
+                Action::Commit {
+                    block,
+                    certificate,
+                    outcome,
+                } => {
+                    let block_bytes = codec::encode(&block);
+                    let certificate_bytes = codec::encode(&certificate);
+                    self.storage.commit(&CommitRecord {
+                        height: block.header.height,
+                        block_hash: block.hash(),
+                        block: &block_bytes,
+                        certificate: &certificate_bytes,
+                        writes: &outcome.writes,
+                        app_hash: outcome.app_hash,
+                    })?;
+                    let _ = self.height.send(block.header.height);
+                    // Timers of the finished height are void.
+                    self.timers.clear();
+                    queue.extend(self.replica.start_next_height(now_ms())?);
+                }
+                Action::SendCommit { height, .. } => {
+                    // A peer behind: gossip the commit (it reaches it, and
+                    // any other peer behind).
+                    if let Some(mut response) = self
+                        .commits_from(height)
+                        .ok()
+                        .filter(|r| !r.commits.is_empty())
+                    {
+                        let (block, certificate) = response.commits.swap_remove(0);
+                        let message = NetMessage::Commit { block, certificate };
+                        let _ = self
+                            .network
+                            .publish(Topic::Consensus, codec::encode(&message))
+                            .await;
+                    }
+                }
+                Action::RequestCommits { peer } => {
+                    let peer_id = p2p::peer_id_of(&peer);
+                    let now = Instant::now();
+                    let recent = self
+                        .asked
+                        .get(&peer_id)
+                        .is_some_and(|at| now.duration_since(*at) < Duration::from_millis(500));
+                    if !recent {
+                        self.asked.insert(peer_id, now);
+                        let from = self.replica.chain().next_height();
+                        let request = codec::encode(&SyncRequest { from });
+                        let _ = self.network.send_request(peer_id, request).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
