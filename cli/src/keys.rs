@@ -7,8 +7,8 @@ use clap::Subcommand;
 use serde::Serialize;
 use symbiont_contracts::keys::Keypair;
 
-use crate::keyfile;
 use crate::output::outln;
+use symbiont_node::keyfile;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {

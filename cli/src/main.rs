@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod genesis;
-mod keyfile;
 mod keys;
 mod output;
 mod preview;

@@ -253,18 +253,23 @@ impl Chain {
         Ok((block, executed))
     }
 
-    /// `valid(v)` of a block proposed by `proposer` for the next height, at
-    /// local time `local_time_ms`: the header checks, the evidence, and
-    /// execution giving the header's app hash. `checks`: the transactions'
-    /// verdicts (`verify::check_block_txs`).
+    /// `valid(v)` of a block for the next height, at local time
+    /// `local_time_ms`: the header checks, the evidence, and execution
+    /// giving the header's app hash. `proposer`: for a fresh proposal, its
+    /// proposer, who must have made the block; `None` for a re-proposal (a
+    /// block made by an earlier round's proposer, proposed again with its
+    /// valid round). `checks`: the transactions' verdicts
+    /// (`verify::check_block_txs`).
     pub fn validate(
         &self,
         block: &Block,
-        proposer: &PublicKey,
+        proposer: Option<&PublicKey>,
         local_time_ms: u64,
         checks: &[Result<(), TxError>],
     ) -> Result<Executed, InvalidBlock> {
-        if block.header.proposer != *proposer {
+        if let Some(proposer) = proposer
+            && block.header.proposer != *proposer
+        {
             return Err(InvalidBlock::WrongProposer {
                 expected: *proposer,
                 found: block.header.proposer,

@@ -2,7 +2,9 @@
 
 pub mod block;
 pub mod chain;
+pub mod config;
 pub mod consensus;
+pub mod keyfile;
 pub mod mempool;
 pub mod p2p;
 pub mod replica;

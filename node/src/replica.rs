@@ -344,10 +344,13 @@ impl Replica {
             |id| self.mempool.contains(id),
             self.threads,
         );
-        match self
-            .chain
-            .validate(block, &proposal.proposal.proposer, now_ms, &checks)
-        {
+        // A re-proposal carries a block an earlier round's proposer made.
+        let maker = proposal
+            .proposal
+            .valid_round
+            .is_none()
+            .then_some(&proposal.proposal.proposer);
+        match self.chain.validate(block, maker, now_ms, &checks) {
             Ok(executed) => {
                 let validity = executed.validity;
                 let hash = block.hash();

@@ -45,6 +45,8 @@ use crate::verify::available_threads;
 
 /// How often our messages of the current height are sent again.
 pub const REBROADCAST_INTERVAL: Duration = Duration::from_millis(400);
+/// How often a node that made no progress says where it stands.
+pub const STALL_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Commits sent in one sync response, at most.
 pub const SYNC_BATCH: u64 = 16;
 /// Sled's cache.
@@ -262,6 +264,8 @@ impl Node {
         mut stop: mpsc::Receiver<()>,
     ) -> Result<(), ServiceError> {
         let mut rebroadcast = tokio::time::interval(REBROADCAST_INTERVAL);
+        let mut status = tokio::time::interval(STALL_REPORT_INTERVAL);
+        let mut last_reported = u64::MAX;
         loop {
             let next_timer = self
                 .timers
@@ -297,6 +301,22 @@ impl Node {
                             self.act(actions).await?;
                         }
                     }
+                }
+                _ = status.tick() => {
+                    // Say where consensus stands when no block came since
+                    // the last report.
+                    let height = *self.height.borrow();
+                    if height == last_reported {
+                        let (at, round, step) = {
+                            let core = self.replica.engine().core();
+                            (core.height(), core.round(), core.step())
+                        };
+                        let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
+                        eprintln!(
+                            "no new block: height {at} round {round} step {step:?}, {peers} peers connected"
+                        );
+                    }
+                    last_reported = height;
                 }
                 _ = rebroadcast.tick() => {
                     let actions = self.replica.rebroadcast();

@@ -107,7 +107,12 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
     let t1 = GENESIS_TIME_MS + 1000;
     let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
     let judged = bob
-        .validate(&block1, &key(11).public(), t1 + 200, &checks(&bob, &block1))
+        .validate(
+            &block1,
+            Some(&key(11).public()),
+            t1 + 200,
+            &checks(&bob, &block1),
+        )
         .unwrap();
     assert_eq!(judged.validity, Validity::Valid);
     assert_eq!(judged.outcome, executed.outcome);
@@ -123,7 +128,7 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
     let t2 = t1 + 1000;
     let (block2, executed) = propose(&alice, 12, t2, vec![tx(2)], Some(certificate(&block1, 1)));
     let judged = bob
-        .validate(&block2, &key(12).public(), t2, &checks(&bob, &block2))
+        .validate(&block2, Some(&key(12).public()), t2, &checks(&bob, &block2))
         .unwrap();
     alice.commit(&block2, executed).unwrap();
     bob.commit(&block2, judged).unwrap();
@@ -141,26 +146,26 @@ fn valid_v_refuses_what_does_not_match() {
     let proposer = key(11).public();
     // The clock: untimely beyond the drift, still executed.
     let late = bob
-        .validate(&block1, &proposer, t1 + 1001, &checks(&bob, &block1))
+        .validate(&block1, Some(&proposer), t1 + 1001, &checks(&bob, &block1))
         .unwrap();
     assert_eq!(late.validity, Validity::Untimely);
     // Another proposer than the proposal's.
     assert!(matches!(
-        bob.validate(&block1, &key(12).public(), t1, &checks(&bob, &block1)),
+        bob.validate(&block1, Some(&key(12).public()), t1, &checks(&bob, &block1)),
         Err(InvalidBlock::WrongProposer { .. })
     ));
     // An app hash execution does not give.
     let mut lying = block1.clone();
     lying.header.app_hash = Hash([7; 32]);
     assert!(matches!(
-        bob.validate(&lying, &proposer, t1, &checks(&bob, &lying)),
+        bob.validate(&lying, Some(&proposer), t1, &checks(&bob, &lying)),
         Err(InvalidBlock::AppHash { .. })
     ));
     alice.commit(&block1, executed).unwrap();
     // Height 2 without the certificate of height 1.
     let (no_commit, _) = propose(&alice, 12, t1 + 1000, vec![], None);
     assert!(matches!(
-        alice.validate(&no_commit, &key(12).public(), t1 + 1000, &[]),
+        alice.validate(&no_commit, Some(&key(12).public()), t1 + 1000, &[]),
         Err(InvalidBlock::Header(_))
     ));
     // A block decided elsewhere is executed whatever the clock says.

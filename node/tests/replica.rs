@@ -16,7 +16,7 @@ use symbiont_node::block::{Block, Certificate, core_params};
 use symbiont_node::chain::Chain;
 use symbiont_node::consensus::ed25519::KeypairSigner;
 use symbiont_node::consensus::engine::Engine;
-use symbiont_node::consensus::proposer::WeightedRoundRobin;
+use symbiont_node::consensus::proposer::{ProposerSelector, WeightedRoundRobin};
 use symbiont_node::consensus::signer::{MemoryStore, SignGuard};
 use symbiont_node::consensus::types::Timeout;
 use symbiont_node::consensus::wal::SharedMemoryWal;
@@ -372,4 +372,110 @@ fn proposals_for_the_next_height_are_judged_when_it_starts() {
         "replica 3 prevoted nil: {:?}",
         bus.prevotes[3]
     );
+}
+
+/// A re-proposal (a valid round set) carries the block an earlier round's
+/// proposer made: judged by who made the block, the first version called
+/// every re-proposal by another proposer invalid, and a network whose
+/// validators had locked on a value stalled for good (four processes,
+/// height 324, rounds running on). Here: a polka for B in round 0 (whose
+/// proposal we missed), then round 1's proposer re-proposes B: we prevote
+/// B (L28).
+#[test]
+fn a_reproposal_of_a_block_another_proposer_made_is_valid() {
+    use symbiont_node::consensus::signed::{SignedProposal, SignedVote, proposal_sign_bytes};
+    use symbiont_node::consensus::{Proposal, TimeoutKind, Vote, VoteType};
+    let validators = Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin))
+        .unwrap()
+        .validators()
+        .clone();
+    let proposer = |round| WeightedRoundRobin.proposer(&validators, 1, round, &[]);
+    let (p0, p1) = (proposer(0), proposer(1));
+    let mine = (0..4usize)
+        .find(|i| ![p0, p1].contains(&key(11 + *i as u8).public()))
+        .unwrap();
+    let me = key(11 + mine as u8).public();
+    let mut bus = bus(&[mine]);
+    let keypair = |public| (11..=14).map(key).find(|k| k.public() == public).unwrap();
+    // Block B, made by round 0's proposer.
+    let maker = Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin)).unwrap();
+    let (block, _) = maker
+        .propose(p0, bus.clock(), vec![], &[], vec![], None)
+        .unwrap();
+    let vote = |who: symbiont_contracts::keys::PublicKey, round, vote_type, value| {
+        let vote = Vote {
+            height: 1,
+            round,
+            vote_type,
+            value,
+            validator: who,
+        };
+        let signature = keypair(who).sign(&symbiont_node::consensus::signed::vote_sign_bytes(
+            CHAIN, &vote,
+        ));
+        NetMessage::Vote(SignedVote { vote, signature })
+    };
+    let others: Vec<_> = validators
+        .validators()
+        .iter()
+        .map(|v| v.address)
+        .filter(|a| *a != me)
+        .collect();
+    let now = bus.clock();
+    let replica = bus.replicas[mine].as_mut().unwrap();
+    replica
+        .timeout(
+            Timeout {
+                height: 1,
+                round: 0,
+                kind: TimeoutKind::Propose,
+            },
+            now,
+        )
+        .unwrap();
+    for who in &others {
+        replica
+            .receive(vote(*who, 0, VoteType::Prevote, Some(block.hash())), now)
+            .unwrap();
+        replica
+            .receive(vote(*who, 0, VoteType::Precommit, None), now)
+            .unwrap();
+    }
+    replica
+        .timeout(
+            Timeout {
+                height: 1,
+                round: 0,
+                kind: TimeoutKind::Precommit,
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(replica.engine().core().round(), 1);
+    let proposal = Proposal {
+        height: 1,
+        round: 1,
+        value: block.hash(),
+        valid_round: Some(0),
+        proposer: p1,
+    };
+    let signature = keypair(p1).sign(&proposal_sign_bytes(CHAIN, &proposal));
+    let actions = replica
+        .receive(
+            NetMessage::Proposal {
+                proposal: SignedProposal {
+                    proposal,
+                    signature,
+                },
+                block: block.clone(),
+            },
+            now,
+        )
+        .unwrap();
+    let prevoted = actions.iter().any(|a| {
+        matches!(a, Action::Broadcast(NetMessage::Vote(v))
+            if v.vote.round == 1 && v.vote.vote_type == VoteType::Prevote
+                && v.vote.value == Some(block.hash()))
+    });
+    assert!(prevoted, "{actions:?}");
 }

@@ -1,4 +1,5 @@
-//! Key files on disk: PKCS#8 PEM, mode 0600, written atomically.
+//! Key files on disk: PKCS#8 PEM, mode 0600, written atomically (the node
+//! and the `symbiont` CLI read and write them the same way).
 
 use std::fs;
 use std::io::Write;

@@ -1,0 +1,159 @@
+//! `symbiont-node`: a Symbiont node process.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use symbiont_node::config::{self, NodeConfig};
+use symbiont_node::keyfile;
+use symbiont_node::service;
+
+#[derive(Parser)]
+#[command(name = "symbiont-node", version, about = "A Symbiont ledger node")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a starter config.toml (and a node key, unless --key names one).
+    Init {
+        /// Directory for the config, the key and the data.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The network's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// An existing node key file (PKCS#8 PEM, mode 0600).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The p2p listen address.
+        #[arg(long, default_value = "/ip4/0.0.0.0/tcp/26656")]
+        listen: String,
+    },
+    /// Run the node until SIGINT or SIGTERM. Prints a line per stored block.
+    Run {
+        /// The config file (see `init`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Generate a local network on 127.0.0.1: keys, genesis.toml, one
+    /// directory with config.toml per node, firms/<firm>.pem admin keys.
+    Testnet {
+        #[arg(long)]
+        validators: usize,
+        #[arg(long, default_value_t = 0)]
+        full_nodes: usize,
+        #[arg(long)]
+        dir: PathBuf,
+        /// The first node's p2p port; the others follow.
+        #[arg(long, default_value_t = 26656)]
+        base_port: u16,
+        /// Print the nodes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Init {
+            dir,
+            genesis,
+            key,
+            listen,
+        } => init(&dir, &genesis, key, listen),
+        Command::Run { config } => run_node(&config),
+        Command::Testnet {
+            validators,
+            full_nodes,
+            dir,
+            base_port,
+            json,
+        } => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+            let nodes = config::testnet(&dir, validators, full_nodes, base_port, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+            } else {
+                for node in nodes {
+                    println!("{}  {}  {}", node.name, node.config.display(), node.listen);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Result<()> {
+    let config_path = dir.join("config.toml");
+    if config_path.exists() {
+        bail!("{} exists already", config_path.display());
+    }
+    let genesis = genesis
+        .canonicalize()
+        .with_context(|| format!("cannot read genesis {}", genesis.display()))?;
+    std::fs::create_dir_all(dir)?;
+    let key_file = match key {
+        Some(key) => {
+            keyfile::read(&key)?;
+            key.canonicalize()?
+        }
+        None => {
+            keyfile::write(&dir.join("node.pem"), &keyfile::generate()?, false)?;
+            "node.pem".into()
+        }
+    };
+    let config = NodeConfig {
+        key_file,
+        genesis_file: genesis,
+        data_dir: "data".into(),
+        listen,
+        log_json: false,
+        peers: vec![],
+    };
+    std::fs::write(&config_path, config::starter_text(&config))?;
+    println!("{}", config_path.display());
+    Ok(())
+}
+
+fn run_node(config_path: &Path) -> Result<()> {
+    let config = config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (handle, task) = service::start(config).await?;
+        let mut height = handle.height.clone();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                changed = height.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    println!("height {}", *height.borrow_and_update());
+                }
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        handle.stop().await;
+        task.await.context("node task")??;
+        Ok(())
+    })
+}

@@ -1,0 +1,230 @@
+//! The node's configuration file (TOML), the starter file `init` writes,
+//! and the local networks `testnet` generates.
+//!
+//! Paths in a config file are relative to the file's own directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use symbiont_contracts::genesis::Genesis;
+use symbiont_contracts::keys::PublicKey;
+
+use crate::keyfile;
+use crate::p2p::{Multiaddr, peer_id_of};
+use crate::service::ServiceConfig;
+
+/// `config.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's key (PKCS#8 PEM, mode 0600); also its libp2p identity.
+    pub key_file: PathBuf,
+    /// The network's genesis file.
+    pub genesis_file: PathBuf,
+    /// Blocks, state, consensus WAL and sign state.
+    pub data_dir: PathBuf,
+    /// The p2p listen address, e.g. "/ip4/0.0.0.0/tcp/26656".
+    pub listen: String,
+    /// Log lines as JSON instead of text.
+    #[serde(default)]
+    pub log_json: bool,
+    /// Peers to dial: their node key and address.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer node's key, `ed25519:<hex>`.
+    pub key: PublicKey,
+    /// Its p2p address, e.g. "/ip4/10.0.0.2/tcp/26656".
+    pub address: String,
+}
+
+/// The commented starter file `init` writes.
+pub fn starter_text(config: &NodeConfig) -> String {
+    let mut text = format!(
+        "# Symbiont node configuration. Paths are relative to this file.\n\
+         \n\
+         # The node's key (PKCS#8 PEM, mode 0600); also its libp2p identity.\n\
+         key_file = {:?}\n\
+         # The network's genesis file.\n\
+         genesis_file = {:?}\n\
+         # Blocks, state, the consensus WAL and the sign state.\n\
+         data_dir = {:?}\n\
+         # The p2p listen address.\n\
+         listen = {:?}\n\
+         # Log lines as JSON instead of text.\n\
+         log_json = {}\n\
+         \n\
+         # Peers to dial, one [[peers]] table each:\n\
+         # [[peers]]\n\
+         # key = \"ed25519:<64 hex digits>\"\n\
+         # address = \"/ip4/10.0.0.2/tcp/26656\"\n",
+        config.key_file.display().to_string(),
+        config.genesis_file.display().to_string(),
+        config.data_dir.display().to_string(),
+        config.listen,
+        config.log_json
+    );
+    for peer in &config.peers {
+        text += &format!(
+            "\n[[peers]]\nkey = \"{}\"\naddress = {:?}\n",
+            peer.key, peer.address
+        );
+    }
+    text
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads a config file and everything it names: a one-line error for a
+/// missing or unreadable file, a bad key, a bad genesis or a bad address.
+pub fn load(path: &Path) -> Result<ServiceConfig> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let config: NodeConfig =
+        toml::from_str(&text).with_context(|| format!("config {} is invalid", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let keypair = keyfile::read(&resolve(base, &config.key_file))?;
+    let genesis_path = resolve(base, &config.genesis_file);
+    let genesis_text = fs::read_to_string(&genesis_path)
+        .with_context(|| format!("cannot read genesis {}", genesis_path.display()))?;
+    let genesis = Genesis::from_toml(&genesis_text)
+        .with_context(|| format!("genesis {}", genesis_path.display()))?;
+    let listen: Multiaddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("listen address {:?}", config.listen))?;
+    let mut peers = Vec::new();
+    for peer in &config.peers {
+        let address: Multiaddr = peer
+            .address
+            .parse()
+            .with_context(|| format!("peer address {:?}", peer.address))?;
+        peers.push((peer_id_of(&peer.key), address));
+    }
+    Ok(ServiceConfig {
+        genesis,
+        keypair,
+        data_dir: resolve(base, &config.data_dir),
+        listen,
+        peers,
+    })
+}
+
+/// What `testnet` made: one entry per node.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestnetNode {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub listen: String,
+    pub validator: bool,
+}
+
+/// A local network on 127.0.0.1: `validators` validator nodes and
+/// `full_nodes` others, one firm each, fresh keys, `dir/genesis.toml`,
+/// `dir/<node>/config.toml` with its key, and `dir/firms/<firm>.pem` with
+/// each firm's admin key. Ports `base_port`, `base_port + 1`, ...
+pub fn testnet(
+    dir: &Path,
+    validators: usize,
+    full_nodes: usize,
+    base_port: u16,
+    genesis_time_ms: u64,
+) -> Result<Vec<TestnetNode>> {
+    if validators == 0 {
+        bail!("a network needs at least one validator");
+    }
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty", dir.display());
+    }
+    fs::create_dir_all(dir.join("firms"))?;
+    let total = validators + full_nodes;
+    let mut genesis = format!(
+        "# A local test network made by `symbiont-node testnet`.\n\
+         chain_id = \"testnet\"\n\
+         genesis_time_ms = {genesis_time_ms}\n\n\
+         [currency]\ncode = \"EUR\"\nminor_units = 2\n\n\
+         [consensus]\n\
+         timeout_propose_ms = 500\ntimeout_prevote_ms = 200\ntimeout_precommit_ms = 200\n\
+         timeout_delta_ms = 100\nmax_block_txs = 2000\nmax_block_bytes = 4194304\n\
+         max_clock_drift_ms = 2000\n\n\
+         [[resource_kinds]]\nid = \"steam\"\nname = \"Process steam\"\nunit = \"t\"\n\
+         emission_factor_g = 170000\n\n\
+         [[resource_kinds]]\nid = \"district-heat\"\nname = \"District heating water\"\n\
+         unit = \"MWh\"\nemission_factor_g = 200000\n"
+    );
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..total {
+        let validator = i < validators;
+        let name = if validator {
+            format!("validator-{i}")
+        } else {
+            format!("full-{}", i - validators)
+        };
+        let firm = format!("firm-{i}");
+        let admin = keyfile::generate()?;
+        keyfile::write(
+            &dir.join("firms").join(format!("{firm}.pem")),
+            &admin,
+            false,
+        )?;
+        let node_key = keyfile::generate()?;
+        let node_dir = dir.join(&name);
+        fs::create_dir_all(&node_dir)?;
+        keyfile::write(&node_dir.join("node.pem"), &node_key, false)?;
+        genesis += &format!(
+            "\n[[firms]]\nid = \"{firm}\"\nname = \"Firm {i}\"\nadmin_key = \"{}\"\n\n\
+             [[nodes]]\nid = \"{name}\"\nfirm = \"{firm}\"\nsite = \"127.0.0.1\"\nkey = \"{}\"\n\
+             validator = {validator}\npower = {}\n",
+            admin.public(),
+            node_key.public(),
+            u64::from(validator)
+        );
+        let port = base_port
+            .checked_add(i as u16)
+            .context("ports run past 65535")?;
+        keys.push((node_key.public(), format!("/ip4/127.0.0.1/tcp/{port}")));
+        nodes.push(TestnetNode {
+            name,
+            config: node_dir.join("config.toml"),
+            dir: node_dir,
+            listen: format!("/ip4/127.0.0.1/tcp/{port}"),
+            validator,
+        });
+    }
+    Genesis::from_toml(&genesis).context("generated genesis")?;
+    fs::write(dir.join("genesis.toml"), &genesis)?;
+    for (i, node) in nodes.iter().enumerate() {
+        let config = NodeConfig {
+            key_file: "node.pem".into(),
+            genesis_file: "../genesis.toml".into(),
+            data_dir: "data".into(),
+            listen: node.listen.clone(),
+            log_json: false,
+            peers: keys
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (key, address))| PeerConfig {
+                    key: *key,
+                    address: address.clone(),
+                })
+                .collect(),
+        };
+        fs::write(&node.config, starter_text(&config))?;
+    }
+    Ok(nodes)
+}
