@@ -3,7 +3,8 @@
 //! task owns a `Replica` and carries out its `Action`s in order (send,
 //! schedule, persist); a test drives several replicas in one process.
 //!
-//! - A proposal travels with its block (`NetMessage::Proposal`); the
+//! - The consensus value is the block itself (its id the block hash), so
+//!   a proposal carries its block, and the engine's WAL holds it. The
 //!   engine hands a proposal out for its verdict (`CheckProposal`) once it
 //!   is processed for its height, and the replica judges the block with
 //!   `Chain::validate` at the caller's clock reading.
@@ -28,34 +29,26 @@ use crate::chain::{Chain, Executed};
 use crate::consensus::core::Validity;
 use crate::consensus::ed25519::Ed25519Context;
 use crate::consensus::engine::{Engine, EngineError, EngineInput, EngineOutput};
-use crate::consensus::signed::{Message, SignedProposal, SignedVote};
+use crate::consensus::signed::{Message, SignedProposal};
 use crate::consensus::types::{Height, Timeout};
 use crate::mempool::{AdmitError, Mempool};
 use crate::verify::check_block_txs;
 
 type C = Ed25519Context;
 
-/// Blocks kept for the current height (those of proposals; a Byzantine
-/// proposer may send several per round).
-pub const MAX_BLOCKS_PER_HEIGHT: usize = 64;
+/// Executed blocks kept for the current height (judged or built; a
+/// Byzantine proposer may send several per round).
+pub const MAX_EXECUTED_PER_HEIGHT: usize = 64;
 
 /// Pending equivocation evidence to put in our next block.
 pub const MAX_PENDING_EVIDENCE: usize = 64;
 
-/// What validators send each other.
+/// What nodes send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetMessage {
-    /// A proposal and the block whose hash it proposes.
-    Proposal {
-        proposal: SignedProposal<C>,
-        block: Block,
-    },
-    Vote(SignedVote<C>),
-    /// A decided block with its certificate (for a peer behind).
-    Commit {
-        block: Block,
-        certificate: Certificate,
-    },
+    /// A proposal (with its block), a vote, or a decided block with its
+    /// certificate (for a peer behind).
+    Consensus(Message<C>),
     /// A transaction admitted somewhere (gossip).
     Tx(SignedTx),
 }
@@ -91,12 +84,9 @@ pub struct Replica {
     engine: Engine<C>,
     chain: Chain,
     mempool: Mempool,
-    /// Blocks seen at the current height, by hash, with their execution
-    /// once judged or built.
-    blocks: BTreeMap<Hash, (Block, Option<Executed>)>,
-    /// Blocks of proposals for the height after (the engine keeps such
-    /// proposals until their height starts, and asks for a verdict then).
-    next_blocks: BTreeMap<Hash, Block>,
+    /// Blocks of the current height executed already (judged or built),
+    /// by hash: a decision needs no second execution.
+    executed: BTreeMap<Hash, Executed>,
     /// Our certificate of the tip, for the next block we propose.
     last_commit: Option<Certificate>,
     evidence: Vec<Evidence>,
@@ -123,8 +113,7 @@ impl Replica {
             engine,
             chain,
             mempool,
-            blocks: BTreeMap::new(),
-            next_blocks: BTreeMap::new(),
+            executed: BTreeMap::new(),
             last_commit,
             evidence: Vec::new(),
             committing: false,
@@ -165,32 +154,10 @@ impl Replica {
                 let _ = self.mempool.admit(tx, self.chain.state());
                 return Ok(Vec::new());
             }
-            NetMessage::Proposal { proposal, block } => {
-                if block.hash() != proposal.proposal.value {
-                    return Ok(Vec::new());
-                }
-                let height = proposal.proposal.height;
-                if height == self.chain.next_height() {
-                    self.keep_block(block);
-                } else if height == self.chain.next_height() + 1
-                    && self.next_blocks.len() < MAX_BLOCKS_PER_HEIGHT
-                {
-                    self.next_blocks.insert(block.hash(), block);
-                }
-                EngineInput::Proposal(proposal)
-            }
-            NetMessage::Vote(vote) => EngineInput::Vote(vote),
-            NetMessage::Commit { block, certificate } => {
-                if block.hash() != certificate.value_id
-                    || certificate.height != self.chain.next_height()
-                {
-                    return Ok(Vec::new());
-                }
-                self.keep_block(block.clone());
-                EngineInput::Commit {
-                    value: block.hash(),
-                    certificate,
-                }
+            NetMessage::Consensus(Message::Proposal(proposal)) => EngineInput::Proposal(proposal),
+            NetMessage::Consensus(Message::Vote(vote)) => EngineInput::Vote(vote),
+            NetMessage::Consensus(Message::Commit { value, certificate }) => {
+                EngineInput::Commit { value, certificate }
             }
         };
         self.feed(input, now_ms)
@@ -204,12 +171,6 @@ impl Replica {
     pub fn start_next_height(&mut self, now_ms: u64) -> Result<Vec<Action>, EngineError> {
         assert!(self.committing, "a commit was handed out");
         self.committing = false;
-        let height = self.chain.next_height();
-        for (hash, block) in std::mem::take(&mut self.next_blocks) {
-            if block.header.height == height && self.blocks.len() < MAX_BLOCKS_PER_HEIGHT {
-                self.blocks.insert(hash, (block, None));
-            }
-        }
         self.feed(
             EngineInput::StartHeight {
                 height: self.chain.next_height(),
@@ -226,15 +187,8 @@ impl Replica {
         self.engine
             .rebroadcast()
             .into_iter()
-            .filter_map(|message| self.net_message(message))
-            .map(Action::Broadcast)
+            .map(|message| Action::Broadcast(NetMessage::Consensus(message)))
             .collect()
-    }
-
-    fn keep_block(&mut self, block: Block) {
-        if self.blocks.len() < MAX_BLOCKS_PER_HEIGHT {
-            self.blocks.entry(block.hash()).or_insert((block, None));
-        }
     }
 
     fn feed(&mut self, input: EngineInput<C>, now_ms: u64) -> Result<Vec<Action>, EngineError> {
@@ -261,9 +215,7 @@ impl Replica {
         while let Some(output) = pending.pop_front() {
             match output {
                 EngineOutput::Broadcast(message) => {
-                    if let Some(message) = self.net_message(message) {
-                        actions.push(Action::Broadcast(message));
-                    }
+                    actions.push(Action::Broadcast(NetMessage::Consensus(message)));
                 }
                 EngineOutput::ScheduleTimeout {
                     timeout,
@@ -313,31 +265,9 @@ impl Replica {
         Ok(())
     }
 
-    fn net_message(&self, message: Message<C>) -> Option<NetMessage> {
-        match message {
-            Message::Proposal(proposal) => {
-                let (block, _) = self.blocks.get(&proposal.proposal.value)?;
-                Some(NetMessage::Proposal {
-                    block: block.clone(),
-                    proposal,
-                })
-            }
-            Message::Vote(vote) => Some(NetMessage::Vote(vote)),
-            Message::Commit { value, certificate } => {
-                let (block, _) = self.blocks.get(&value)?;
-                Some(NetMessage::Commit {
-                    block: block.clone(),
-                    certificate,
-                })
-            }
-        }
-    }
-
     /// `valid(v)` of a proposal's block, at our clock.
     fn judge(&mut self, proposal: &SignedProposal<C>, now_ms: u64) -> Validity {
-        let Some((block, _)) = self.blocks.get(&proposal.proposal.value) else {
-            return Validity::Invalid;
-        };
+        let block = &proposal.proposal.value;
         let checks = check_block_txs(
             &block.txs,
             self.chain.chain_id(),
@@ -353,9 +283,8 @@ impl Replica {
         match self.chain.validate(block, maker, now_ms, &checks) {
             Ok(executed) => {
                 let validity = executed.validity;
-                let hash = block.hash();
-                if let Some(entry) = self.blocks.get_mut(&hash) {
-                    entry.1 = Some(executed);
+                if self.executed.len() < MAX_EXECUTED_PER_HEIGHT {
+                    self.executed.insert(block.hash(), executed);
                 }
                 validity
             }
@@ -365,7 +294,7 @@ impl Replica {
 
     /// Our block for the next height: the mempool's pending transactions
     /// within the limits, the evidence we hold, our certificate of the tip.
-    fn build_block(&mut self, now_ms: u64) -> Option<Hash> {
+    fn build_block(&mut self, now_ms: u64) -> Option<Block> {
         let params = self.chain.params();
         let txs = self.mempool.reap(
             self.chain.state(),
@@ -390,14 +319,12 @@ impl Replica {
                 self.last_commit.clone(),
             )
             .ok()?;
-        let hash = block.hash();
-        self.blocks.insert(hash, (block, Some(executed)));
-        Some(hash)
+        self.executed.insert(block.hash(), executed);
+        Some(block)
     }
 
-    fn decide(&mut self, value: Hash, certificate: Certificate) -> Option<Action> {
-        let (block, executed) = self.blocks.remove(&value)?;
-        let executed = match executed {
+    fn decide(&mut self, block: Block, certificate: Certificate) -> Option<Action> {
+        let executed = match self.executed.remove(&block.hash()) {
             Some(executed) => executed,
             None => {
                 let checks = check_block_txs(
@@ -416,7 +343,7 @@ impl Replica {
         let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
         self.mempool.update(&committed, self.chain.state());
         self.evidence.retain(|e| !block.evidence.contains(e));
-        self.blocks.clear();
+        self.executed.clear();
         self.last_commit = Some(certificate.clone());
         self.committing = true;
         Some(Action::Commit {

@@ -4,10 +4,13 @@
 //! is written to storage (one flushed batch) before the next height
 //! starts.
 //!
-//! Wire formats (canonical encoding): gossip on the consensus topic
-//! carries a `replica::NetMessage`, on the transactions topic a
-//! `NetMessage::Tx`; a sync request is a `SyncRequest`, its response a
-//! `SyncResponse`.
+//! Wire formats (canonical encoding): a gossip message is `(NetMessage,
+//! u64 send number)`: a `replica::NetMessage` (a consensus message on the
+//! consensus topic, a transaction on the transactions topic) and a number
+//! that differs for every send of this process, so a message sent again
+//! (rebroadcast after a partition or a restart) is a new gossip message and
+//! is not dropped as a duplicate of the first. A sync request is a
+//! `SyncRequest`, its response a `SyncResponse`.
 //!
 //! Not yet here (the node issue goes on): config files and the binary,
 //! gRPC, metrics, peer scoring on invalid messages.
@@ -32,6 +35,7 @@ use crate::chain::{Chain, Tip};
 use crate::consensus::ed25519::KeypairSigner;
 use crate::consensus::engine::Engine;
 use crate::consensus::proposer::{MISSED_TURN_WINDOW, WeightedRoundRobin};
+use crate::consensus::signed::Message;
 use crate::consensus::signer::{FileStore, SignGuard};
 use crate::consensus::types::Timeout;
 use crate::consensus::wal::FileWal;
@@ -129,6 +133,9 @@ struct Node {
     height: watch::Sender<u64>,
     /// When we last asked each peer for commits.
     asked: BTreeMap<PeerId, Instant>,
+    /// Counts our gossip sends (from the start time, so a restarted
+    /// process does not repeat an earlier run's numbers).
+    send_number: u64,
 }
 
 /// Opens the data dir, resumes where the node stopped, joins the network
@@ -211,6 +218,7 @@ pub async fn start(
         timer_seq: 0,
         height: height_tx,
         asked: BTreeMap::new(),
+        send_number: now_ms() << 16,
     };
     let task = tokio::spawn(async move {
         node.act(actions).await?;
@@ -337,7 +345,8 @@ impl Node {
                 data,
                 ..
             } => {
-                let message = codec::decode_with_limit::<NetMessage>(&data, data.len());
+                let message = codec::decode_with_limit::<(NetMessage, u64)>(&data, data.len())
+                    .map(|(message, _)| message);
                 let verdict = if message.is_ok() {
                     Validation::Accept
                 } else {
@@ -362,7 +371,10 @@ impl Node {
             NetworkEvent::Response { data, .. } => {
                 if let Ok(response) = codec::decode::<SyncResponse>(&data) {
                     for (block, certificate) in response.commits {
-                        let message = NetMessage::Commit { block, certificate };
+                        let message = NetMessage::Consensus(Message::Commit {
+                            value: block,
+                            certificate,
+                        });
                         let actions = self.replica.receive(message, now_ms())?;
                         self.act(actions).await?;
                     }
@@ -391,6 +403,16 @@ impl Node {
         Ok(SyncResponse { commits })
     }
 
+    /// Gossips `message` with a fresh send number.
+    async fn publish(&mut self, topic: Topic, message: &NetMessage) {
+        self.send_number = self.send_number.wrapping_add(1);
+        // Nobody subscribed yet: gossip sends again later.
+        let _ = self
+            .network
+            .publish(topic, codec::encode(&(message, self.send_number)))
+            .await;
+    }
+
     /// Carries out the replica's actions in order.
     async fn act(&mut self, actions: Vec<Action>) -> Result<(), ServiceError> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
@@ -401,8 +423,7 @@ impl Node {
                         NetMessage::Tx(_) => Topic::Txs,
                         _ => Topic::Consensus,
                     };
-                    // Nobody subscribed yet or a duplicate: gossip retries.
-                    let _ = self.network.publish(topic, codec::encode(&message)).await;
+                    self.publish(topic, &message).await;
                 }
                 Action::ScheduleTimeout {
                     timeout,
@@ -441,11 +462,11 @@ impl Node {
                         .filter(|r| !r.commits.is_empty())
                     {
                         let (block, certificate) = response.commits.swap_remove(0);
-                        let message = NetMessage::Commit { block, certificate };
-                        let _ = self
-                            .network
-                            .publish(Topic::Consensus, codec::encode(&message))
-                            .await;
+                        let message = NetMessage::Consensus(Message::Commit {
+                            value: block,
+                            certificate,
+                        });
+                        self.publish(Topic::Consensus, &message).await;
                     }
                 }
                 Action::RequestCommits { peer } => {

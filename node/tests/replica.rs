@@ -17,6 +17,7 @@ use symbiont_node::chain::Chain;
 use symbiont_node::consensus::ed25519::KeypairSigner;
 use symbiont_node::consensus::engine::Engine;
 use symbiont_node::consensus::proposer::{ProposerSelector, WeightedRoundRobin};
+use symbiont_node::consensus::signed::Message;
 use symbiont_node::consensus::signer::{MemoryStore, SignGuard};
 use symbiont_node::consensus::types::Timeout;
 use symbiont_node::consensus::wal::SharedMemoryWal;
@@ -121,7 +122,7 @@ impl Bus {
         for action in actions {
             match action {
                 Action::Broadcast(message) => {
-                    if let NetMessage::Vote(v) = &message
+                    if let NetMessage::Consensus(Message::Vote(v)) = &message
                         && v.vote.round == 0
                         && v.vote.vote_type == symbiont_node::consensus::VoteType::Prevote
                     {
@@ -130,7 +131,7 @@ impl Bus {
                     for to in 0..self.replicas.len() {
                         if to != i {
                             let slow = self.slow_votes_to == Some(to)
-                                && matches!(message, NetMessage::Vote(_));
+                                && matches!(message, NetMessage::Consensus(Message::Vote(_)));
                             self.schedule(
                                 if slow { SLOW_VOTES_MS } else { DELAY_MS },
                                 Event::Deliver {
@@ -160,10 +161,10 @@ impl Bus {
                 Action::SendCommit { peer, height } => {
                     let to = (11..=14).position(|s| key(s).public() == peer).unwrap();
                     if let Some((block, certificate)) = self.chains[i].get(height as usize - 1) {
-                        let message = NetMessage::Commit {
-                            block: block.clone(),
+                        let message = NetMessage::Consensus(Message::Commit {
+                            value: block.clone(),
                             certificate: certificate.clone(),
-                        };
+                        });
                         let message = Box::new(message);
                         self.schedule(DELAY_MS, Event::Deliver { to, message });
                     }
@@ -179,7 +180,10 @@ impl Bus {
                         .cloned()
                         .collect();
                     for (block, certificate) in missing {
-                        let message = Box::new(NetMessage::Commit { block, certificate });
+                        let message = Box::new(NetMessage::Consensus(Message::Commit {
+                            value: block,
+                            certificate,
+                        }));
                         self.schedule(DELAY_MS, Event::Deliver { to: i, message });
                     }
                 }
@@ -413,7 +417,7 @@ fn a_reproposal_of_a_block_another_proposer_made_is_valid() {
         let signature = keypair(who).sign(&symbiont_node::consensus::signed::vote_sign_bytes(
             CHAIN, &vote,
         ));
-        NetMessage::Vote(SignedVote { vote, signature })
+        NetMessage::Consensus(Message::Vote(SignedVote { vote, signature }))
     };
     let others: Vec<_> = validators
         .validators()
@@ -455,25 +459,22 @@ fn a_reproposal_of_a_block_another_proposer_made_is_valid() {
     let proposal = Proposal {
         height: 1,
         round: 1,
-        value: block.hash(),
+        value: block.clone(),
         valid_round: Some(0),
         proposer: p1,
     };
     let signature = keypair(p1).sign(&proposal_sign_bytes(CHAIN, &proposal));
     let actions = replica
         .receive(
-            NetMessage::Proposal {
-                proposal: SignedProposal {
-                    proposal,
-                    signature,
-                },
-                block: block.clone(),
-            },
+            NetMessage::Consensus(Message::Proposal(SignedProposal {
+                proposal,
+                signature,
+            })),
             now,
         )
         .unwrap();
     let prevoted = actions.iter().any(|a| {
-        matches!(a, Action::Broadcast(NetMessage::Vote(v))
+        matches!(a, Action::Broadcast(NetMessage::Consensus(Message::Vote(v)))
             if v.vote.round == 1 && v.vote.vote_type == VoteType::Prevote
                 && v.vote.value == Some(block.hash()))
     });

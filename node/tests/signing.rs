@@ -3,10 +3,12 @@
 
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::Keypair;
+use symbiont_node::block::BlockDraft;
 use symbiont_node::consensus::ed25519::{Ed25519Context, KeypairSigner};
 use symbiont_node::consensus::signed::{
     CertificateError, CommitCertificate, DuplicateVoteEvidence, EvidenceError,
-    MAX_EVIDENCE_AGE_HEIGHTS, SignedVote, proposal_sign_bytes, vote_sign_bytes,
+    MAX_EVIDENCE_AGE_HEIGHTS, SignedVote, proposal_id_sign_bytes, proposal_sign_bytes,
+    vote_sign_bytes,
 };
 use symbiont_node::consensus::signer::{FileStore, SignError, SignGuard, SignStateStore, SignStep};
 use symbiont_node::consensus::{Proposal, ValidatorSet, Vote, VoteType};
@@ -51,16 +53,31 @@ fn vote_sign_bytes_are_pinned() {
 
 #[test]
 fn proposal_sign_bytes_are_pinned() {
+    // Signed over the value's id (the block hash), not the block.
+    let bytes =
+        proposal_id_sign_bytes::<C>(CHAIN, 7, 3, &Hash([0xcd; 32]), Some(1), &key(2).public());
+    assert_eq!(hex(&bytes), GOLDEN_PROPOSAL);
+    let block = BlockDraft {
+        chain_id: CHAIN.into(),
+        height: 7,
+        time_ms: 1,
+        previous_hash: Hash::ZERO,
+        proposer: key(2).public(),
+        txs: vec![],
+        evidence: vec![],
+        last_commit: None,
+    }
+    .seal(Hash::ZERO);
     let proposal: Proposal<C> = Proposal {
         height: 7,
         round: 3,
-        value: Hash([0xcd; 32]),
+        value: block.clone(),
         valid_round: Some(1),
         proposer: key(2).public(),
     };
     assert_eq!(
-        hex(&proposal_sign_bytes::<C>(CHAIN, &proposal)),
-        GOLDEN_PROPOSAL
+        proposal_sign_bytes::<C>(CHAIN, &proposal),
+        proposal_id_sign_bytes::<C>(CHAIN, 7, 3, &block.hash(), Some(1), &key(2).public())
     );
 }
 

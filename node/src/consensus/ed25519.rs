@@ -1,8 +1,13 @@
-//! The production instantiation: validators are ed25519 public keys, values
-//! are block hashes (the block itself travels beside the proposal), and
-//! signatures are ed25519 over the sign bytes of `signed`.
+//! The production instantiation: validators are ed25519 public keys, the
+//! value is the block and its id the block hash (votes and certificates
+//! carry the hash; a proposal carries the block, so the WAL that records
+//! the proposal holds the block too, and a validator that restarts locked
+//! on a block can propose it again), and signatures are ed25519 over the
+//! sign bytes of `signed`.
 
 use symbiont_contracts::hash::Hash;
+
+use crate::block::Block;
 use symbiont_contracts::keys::{Keypair, PublicKey, Signature};
 
 use super::signer::Signer;
@@ -13,12 +18,12 @@ pub struct Ed25519Context;
 
 impl Context for Ed25519Context {
     type Address = PublicKey;
-    type Value = Hash;
+    type Value = Block;
     type ValueId = Hash;
     type Signature = Signature;
 
-    fn value_id(value: &Hash) -> Hash {
-        *value
+    fn value_id(value: &Block) -> Hash {
+        value.hash()
     }
 
     fn verify(address: &PublicKey, message: &[u8], signature: &Signature) -> bool {

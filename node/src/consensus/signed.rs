@@ -17,9 +17,34 @@ pub fn vote_sign_bytes<C: Context>(chain_id: &str, vote: &Vote<C>) -> Vec<u8> {
     codec::encode(&(VOTE_DOMAIN, chain_id, vote))
 }
 
-/// `encode((PROPOSAL_DOMAIN, chain_id, proposal))`.
+/// `encode((PROPOSAL_DOMAIN, chain_id, (height, round, value_id,
+/// valid_round, proposer)))`: a proposal is signed over its value's id
+/// (the block hash), not the whole value.
 pub fn proposal_sign_bytes<C: Context>(chain_id: &str, proposal: &Proposal<C>) -> Vec<u8> {
-    codec::encode(&(PROPOSAL_DOMAIN, chain_id, proposal))
+    proposal_id_sign_bytes::<C>(
+        chain_id,
+        proposal.height,
+        proposal.round,
+        &C::value_id(&proposal.value),
+        proposal.valid_round,
+        &proposal.proposer,
+    )
+}
+
+/// The sign bytes of a proposal from its parts.
+pub fn proposal_id_sign_bytes<C: Context>(
+    chain_id: &str,
+    height: Height,
+    round: Round,
+    value_id: &C::ValueId,
+    valid_round: Option<Round>,
+    proposer: &C::Address,
+) -> Vec<u8> {
+    codec::encode(&(
+        PROPOSAL_DOMAIN,
+        chain_id,
+        (height, round, value_id, valid_round, proposer),
+    ))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
