@@ -285,19 +285,7 @@ impl Chain {
                 .verify(&self.chain_id, &self.validators, self.next_height())
                 .map_err(|error| InvalidBlock::Evidence { index, error })?;
         }
-        let (outcome, state) =
-            self.execute(block.header.time_ms, &block.txs, checks, &block.evidence)?;
-        if outcome.app_hash != block.header.app_hash {
-            return Err(InvalidBlock::AppHash {
-                header: block.header.app_hash,
-                computed: outcome.app_hash,
-            });
-        }
-        Ok(Executed {
-            validity,
-            outcome,
-            state,
-        })
+        self.execute_to_header(block, checks, validity)
     }
 
     /// Applies a decided block executed by `validate` or `propose` (or by
@@ -339,6 +327,16 @@ impl Chain {
     ) -> Result<Executed, InvalidBlock> {
         let params = self.params();
         block::check(block, &self.parent(&params), block.header.time_ms)?;
+        self.execute_to_header(block, checks, Validity::Valid)
+    }
+
+    /// Executes `block`, which must give the app hash of its header.
+    fn execute_to_header(
+        &self,
+        block: &Block,
+        checks: &[Result<(), TxError>],
+        validity: Validity,
+    ) -> Result<Executed, InvalidBlock> {
         let (outcome, state) =
             self.execute(block.header.time_ms, &block.txs, checks, &block.evidence)?;
         if outcome.app_hash != block.header.app_hash {
@@ -348,7 +346,7 @@ impl Chain {
             });
         }
         Ok(Executed {
-            validity: Validity::Valid,
+            validity,
             outcome,
             state,
         })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::Keypair;
-use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+use symbiont_contracts::tx::SignedTx;
 use symbiont_node::block::{Block, Certificate};
 use symbiont_node::chain::{Chain, InvalidBlock};
 use symbiont_node::consensus::core::Validity;
@@ -62,20 +62,8 @@ fn certificate(block: &Block, round: u32) -> Certificate {
     }
 }
 
-/// Firm a's admin authorizes an operator key (nonce `nonce`).
 fn tx(nonce: u64) -> SignedTx {
-    SignedTx::sign(
-        TxBody {
-            chain_id: CHAIN.into(),
-            nonce,
-            kind: TxKind::AuthorizeKey {
-                firm: "a".into(),
-                key: key(40 + nonce as u8).public(),
-                role: KeyRole::Operator,
-            },
-        },
-        &key(1),
-    )
+    support::authorize_operator(CHAIN, nonce, 40 + nonce as u8)
 }
 
 /// `proposer` proposes on `chain` at `time`; `other` judges it.

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +34,6 @@ fn base_port() -> u16 {
 
 struct Process {
     child: Child,
-    height: Arc<Mutex<u64>>,
 }
 
 fn run(config: &Path, height: Arc<Mutex<u64>>) -> Process {
@@ -55,7 +54,7 @@ fn run(config: &Path, height: Arc<Mutex<u64>>) -> Process {
             }
         }
     });
-    Process { child, height }
+    Process { child }
 }
 
 fn wait(what: &str, timeout: Duration, done: impl Fn() -> bool) {
@@ -146,7 +145,7 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     }
 }
 
-fn block_hashes(dir: &PathBuf, genesis: &Genesis) -> Vec<symbiont_contracts::hash::Hash> {
+fn block_hashes(dir: &Path, genesis: &Genesis) -> Vec<symbiont_contracts::hash::Hash> {
     let storage = Storage::open(dir, genesis.hash(), 8 << 20).unwrap();
     let tip = storage.tip().unwrap().height;
     let hashes = (1..=tip)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+use symbiont_contracts::tx::SignedTx;
 use symbiont_node::block::{Block, Certificate, core_params};
 use symbiont_node::chain::Chain;
 use symbiont_node::consensus::ed25519::KeypairSigner;
@@ -35,20 +35,8 @@ fn genesis() -> Genesis {
     support::four_validators(CHAIN, GENESIS_TIME_MS, 300, 100, 50)
 }
 
-/// Firm a's admin authorizes operator key `n` (nonce `n`).
 fn tx(nonce: u64) -> SignedTx {
-    SignedTx::sign(
-        TxBody {
-            chain_id: CHAIN.into(),
-            nonce,
-            kind: TxKind::AuthorizeKey {
-                firm: "a".into(),
-                key: key(100 + nonce as u8).public(),
-                role: KeyRole::Operator,
-            },
-        },
-        &key(1),
-    )
+    support::authorize_operator(CHAIN, nonce, 100 + nonce as u8)
 }
 
 enum Event {

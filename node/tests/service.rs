@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::key;
 use symbiont_contracts::codec;
 use symbiont_contracts::keys::Keypair;
-use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
 use symbiont_node::block::Block;
 use symbiont_node::p2p::{Multiaddr, peer_id_of};
 use symbiont_node::service::{ServiceConfig, ServiceHandle, start};
@@ -100,18 +99,7 @@ async fn four_nodes_commit_and_a_restarted_one_resumes() {
     let tx_id = std::cell::Cell::new(None);
     let run = async {
         wait_for_height(&nodes[0].0, 2).await;
-        let tx = SignedTx::sign(
-            TxBody {
-                chain_id: CHAIN.into(),
-                nonce: 1,
-                kind: TxKind::AuthorizeKey {
-                    firm: "a".into(),
-                    key: key(99).public(),
-                    role: KeyRole::Operator,
-                },
-            },
-            &key(1),
-        );
+        let tx = support::authorize_operator(CHAIN, 1, 99);
         nodes[1].0.submit(tx.clone()).await.unwrap().unwrap();
         tx_id.set(Some(tx.id()));
         // The same transaction again: refused, typed.

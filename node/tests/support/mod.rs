@@ -103,3 +103,25 @@ emission_factor_g = 1000
     }
     Genesis::from_toml(&text).expect("test genesis")
 }
+
+/// Firm a's admin (seed 1) authorizes the operator key of seed
+/// `operator_seed`, with nonce `nonce`, on `chain_id`.
+pub fn authorize_operator(
+    chain_id: &str,
+    nonce: u64,
+    operator_seed: u8,
+) -> symbiont_contracts::tx::SignedTx {
+    use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+    SignedTx::sign(
+        TxBody {
+            chain_id: chain_id.into(),
+            nonce,
+            kind: TxKind::AuthorizeKey {
+                firm: "a".into(),
+                key: key(operator_seed).public(),
+                role: KeyRole::Operator,
+            },
+        },
+        &key(1),
+    )
+}
