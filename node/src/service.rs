@@ -51,8 +51,10 @@ use crate::verify::available_threads;
 pub const REBROADCAST_INTERVAL: Duration = Duration::from_millis(400);
 /// How often a node that made no progress says where it stands.
 pub const STALL_REPORT_INTERVAL: Duration = Duration::from_secs(2);
-/// Commits sent in one sync response, at most.
-pub const SYNC_BATCH: u64 = 16;
+/// Commits sent in one sync response, at most, and bytes of blocks and
+/// certificates (the network refuses responses above 16 MiB).
+pub const SYNC_BATCH: u64 = 64;
+pub const SYNC_BATCH_BYTES: usize = 8 << 20;
 /// Sled's cache.
 pub const STORAGE_CACHE_BYTES: u64 = 64 << 20;
 
@@ -368,8 +370,11 @@ impl Node {
                 };
                 let _ = self.network.answer(id, codec::encode(&response)).await;
             }
-            NetworkEvent::Response { data, .. } => {
+            NetworkEvent::Response { peer, data, .. } => {
                 if let Ok(response) = codec::decode::<SyncResponse>(&data) {
+                    // A full batch: the peer has more; ask at once for the
+                    // next one instead of waiting to hear it is ahead.
+                    let more = response.commits.len() as u64 == SYNC_BATCH;
                     for (block, certificate) in response.commits {
                         let message = NetMessage::Consensus(Message::Commit {
                             value: block,
@@ -377,6 +382,11 @@ impl Node {
                         });
                         let actions = self.replica.receive(message, now_ms())?;
                         self.act(actions).await?;
+                    }
+                    if more {
+                        let from = self.replica.chain().next_height();
+                        let request = codec::encode(&SyncRequest { from });
+                        let _ = self.network.send_request(peer, request).await;
                     }
                 }
             }
@@ -388,6 +398,7 @@ impl Node {
     fn commits_from(&self, from: u64) -> Result<SyncResponse, ServiceError> {
         let tip = self.storage.tip().map_or(0, |t| t.height);
         let mut commits = Vec::new();
+        let mut bytes = 0usize;
         for height in from.max(1)..=tip.min(from.saturating_add(SYNC_BATCH - 1)) {
             let (Some(block), Some(certificate)) = (
                 self.storage.block(height)?,
@@ -395,6 +406,10 @@ impl Node {
             ) else {
                 break;
             };
+            bytes += block.len() + certificate.len();
+            if bytes > SYNC_BATCH_BYTES && !commits.is_empty() {
+                break;
+            }
             commits.push((
                 codec::decode(&block).map_err(data)?,
                 codec::decode(&certificate).map_err(data)?,
