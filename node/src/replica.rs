@@ -53,6 +53,22 @@ pub enum NetMessage {
     Tx(SignedTx),
 }
 
+/// Whether a gossip message may be forwarded to other peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Checked: forward it.
+    Accept,
+    /// Invalid (bad signature, wrong chain, oversize, not a member's):
+    /// drop it, and the peer that sent it is to blame.
+    Reject,
+    /// Not for forwarding (a duplicate, an old or far height, a full
+    /// pool), nobody to blame.
+    Ignore,
+}
+
+/// Heights around ours whose consensus messages are forwarded.
+pub const GOSSIP_HEIGHT_WINDOW: Height = 1;
+
 /// What the caller must do, in order.
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -140,6 +156,75 @@ impl Replica {
     pub fn submit(&mut self, tx: SignedTx) -> Result<(Hash, Vec<Action>), AdmitError> {
         let id = self.mempool.admit(tx.clone(), self.chain.state())?;
         Ok((id, vec![Action::Broadcast(NetMessage::Tx(tx))]))
+    }
+
+    /// Checks a gossip message before it is forwarded: a transaction is
+    /// admitted to the mempool here (its signature verified once); a
+    /// vote or proposal must be signed by a validator of the current set
+    /// for a height within `GOSSIP_HEIGHT_WINDOW` of ours (and a proposal's
+    /// block within the size limit); a commit for our next height must
+    /// carry a valid certificate. The message is then given to `receive`
+    /// (a transaction already admitted is not admitted again there).
+    pub fn check_gossip(&mut self, message: &NetMessage) -> GossipVerdict {
+        match message {
+            NetMessage::Tx(tx) => match self.mempool.admit(tx.clone(), self.chain.state()) {
+                Ok(_) => GossipVerdict::Accept,
+                Err(error) => match error.code() {
+                    "oversize" | "malformed" | "wrong_chain_id" | "bad_signature"
+                    | "unknown_signer" => GossipVerdict::Reject,
+                    _ => GossipVerdict::Ignore,
+                },
+            },
+            NetMessage::Consensus(Message::Vote(vote)) => {
+                let signer = &vote.vote.validator;
+                self.check_signed(vote.vote.height, signer, || {
+                    vote.verify(self.chain.chain_id())
+                })
+            }
+            NetMessage::Consensus(Message::Proposal(proposal)) => {
+                let max = self.chain.params().max_block_bytes as usize;
+                if proposal.proposal.value.encode().len() > max {
+                    return GossipVerdict::Reject;
+                }
+                let signer = &proposal.proposal.proposer;
+                self.check_signed(proposal.proposal.height, signer, || {
+                    proposal.verify(self.chain.chain_id())
+                })
+            }
+            NetMessage::Consensus(Message::Commit { value, certificate }) => {
+                if certificate.height != self.chain.next_height()
+                    || certificate.value_id != value.hash()
+                {
+                    return GossipVerdict::Ignore;
+                }
+                match certificate.verify(
+                    self.chain.chain_id(),
+                    certificate.height,
+                    self.chain.validators(),
+                ) {
+                    Ok(()) => GossipVerdict::Accept,
+                    Err(_) => GossipVerdict::Reject,
+                }
+            }
+        }
+    }
+
+    fn check_signed(
+        &self,
+        height: Height,
+        signer: &PublicKey,
+        verify: impl FnOnce() -> bool,
+    ) -> GossipVerdict {
+        let ours = self.chain.next_height();
+        if height.abs_diff(ours) > GOSSIP_HEIGHT_WINDOW || !self.chain.validators().contains(signer)
+        {
+            return GossipVerdict::Ignore;
+        }
+        if verify() {
+            GossipVerdict::Accept
+        } else {
+            GossipVerdict::Reject
+        }
     }
 
     /// A message from a peer.

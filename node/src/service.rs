@@ -43,7 +43,7 @@ use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::p2p::{
     self, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, Topic, Validation,
 };
-use crate::replica::{Action, NetMessage, Replica};
+use crate::replica::{Action, GossipVerdict, NetMessage, Replica};
 use crate::storage::{CommitRecord, Storage};
 use crate::verify::available_threads;
 
@@ -349,17 +349,28 @@ impl Node {
             } => {
                 let message = codec::decode_with_limit::<(NetMessage, u64)>(&data, data.len())
                     .map(|(message, _)| message);
-                let verdict = if message.is_ok() {
-                    Validation::Accept
-                } else {
-                    Validation::Reject
+                let verdict = match &message {
+                    Ok(message) => self.replica.check_gossip(message),
+                    Err(_) => GossipVerdict::Reject,
+                };
+                let validation = match verdict {
+                    GossipVerdict::Accept => Validation::Accept,
+                    GossipVerdict::Reject => Validation::Reject,
+                    GossipVerdict::Ignore => Validation::Ignore,
                 };
                 let _ = self
                     .network
-                    .report_validation(message_id, propagation_source, verdict)
+                    .report_validation(message_id, propagation_source, validation)
                     .await;
-                if let Ok(message) = message {
-                    let actions = self.replica.receive(message, now_ms())?;
+                // Transactions were admitted by the check; consensus
+                // messages go to the engine unless invalid (an old height
+                // still tells us a peer is behind).
+                if let Ok(NetMessage::Consensus(message)) = message
+                    && verdict != GossipVerdict::Reject
+                {
+                    let actions = self
+                        .replica
+                        .receive(NetMessage::Consensus(message), now_ms())?;
                     self.act(actions).await?;
                 }
             }

@@ -468,3 +468,61 @@ fn a_reproposal_of_a_block_another_proposer_made_is_valid() {
     });
     assert!(prevoted, "{actions:?}");
 }
+
+/// Gossip is checked before it is forwarded: signed by a validator of the
+/// set, a height near ours, a transaction admissible (admitted by the
+/// check, so its signature is verified once).
+#[test]
+fn gossip_is_checked_before_it_is_forwarded() {
+    use symbiont_node::consensus::signed::{SignedVote, vote_sign_bytes};
+    use symbiont_node::consensus::{Vote, VoteType};
+    use symbiont_node::replica::GossipVerdict;
+    let mut bus = bus(&[0]);
+    let replica = bus.replicas[0].as_mut().unwrap();
+    let vote = |seed: u8, height| {
+        let vote = Vote {
+            height,
+            round: 0,
+            vote_type: VoteType::Prevote,
+            value: None,
+            validator: key(seed).public(),
+        };
+        let signature = key(seed).sign(&vote_sign_bytes(CHAIN, &vote));
+        SignedVote { vote, signature }
+    };
+    let gossip = |v: SignedVote<_>| NetMessage::Consensus(Message::Vote(v));
+    assert_eq!(
+        replica.check_gossip(&gossip(vote(12, 1))),
+        GossipVerdict::Accept
+    );
+    assert_eq!(
+        replica.check_gossip(&gossip(vote(12, 2))),
+        GossipVerdict::Accept
+    );
+    assert_eq!(
+        replica.check_gossip(&gossip(vote(12, 3))),
+        GossipVerdict::Ignore
+    );
+    assert_eq!(
+        replica.check_gossip(&gossip(vote(77, 1))),
+        GossipVerdict::Ignore
+    );
+    let mut forged = vote(12, 1);
+    forged.signature.0[0] ^= 1;
+    assert_eq!(replica.check_gossip(&gossip(forged)), GossipVerdict::Reject);
+    let mut bad_tx = tx(1);
+    bad_tx.signature.0[3] ^= 1;
+    assert_eq!(
+        replica.check_gossip(&NetMessage::Tx(bad_tx)),
+        GossipVerdict::Reject
+    );
+    assert_eq!(
+        replica.check_gossip(&NetMessage::Tx(tx(1))),
+        GossipVerdict::Accept
+    );
+    assert!(replica.mempool().contains(&tx(1).id()));
+    assert_eq!(
+        replica.check_gossip(&NetMessage::Tx(tx(1))),
+        GossipVerdict::Ignore
+    );
+}
