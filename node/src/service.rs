@@ -69,15 +69,17 @@ pub struct ServiceConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("storage: {0}")]
+    // Each wrapped error's message names what failed; `transparent` keeps
+    // it from being printed twice in an error chain.
+    #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    #[error("network: {0}")]
+    #[error(transparent)]
     Network(#[from] p2p::NetworkError),
-    #[error("consensus: {0}")]
+    #[error(transparent)]
     Engine(#[from] crate::consensus::engine::EngineError),
-    #[error("sign state: {0}")]
+    #[error(transparent)]
     SignState(#[from] crate::consensus::signer::StoreError),
-    #[error("WAL: {0}")]
+    #[error(transparent)]
     Wal(#[from] crate::consensus::wal::WalError),
     #[error("stored data: {0}")]
     Data(String),

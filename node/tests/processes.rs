@@ -36,6 +36,14 @@ struct Process {
     child: Child,
 }
 
+/// A failing test must not leave nodes running.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn run(config: &Path, height: Arc<Mutex<u64>>) -> Process {
     let mut child = Command::new(NODE)
         .args(["run", "--config"])
@@ -90,9 +98,9 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     });
 
     // Half the power down: no progress.
-    for i in [0, 1] {
-        nodes[i].child.kill().unwrap();
-        nodes[i].child.wait().unwrap();
+    for node in &mut nodes[..2] {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let stalled = height(2).max(height(3));
@@ -153,4 +161,53 @@ fn block_hashes(dir: &Path, genesis: &Genesis) -> Vec<symbiont_contracts::hash::
         .collect();
     storage.close().unwrap();
     hashes
+}
+
+/// What an operator gets wrong gives one line on stderr and exit code 1,
+/// never a panic: a data dir another node holds, an address in use, a key
+/// file others can read, a missing file.
+#[test]
+fn bad_setups_give_a_one_line_error_and_exit_1() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let port = base_port();
+    let status = Command::new(NODE)
+        .args(["testnet", "--validators", "2", "--base-port"])
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(&net)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
+    let fails = |config: &Path, expected: &str| {
+        let output = Command::new(NODE)
+            .args(["run", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let first = run(&config(0), Arc::new(Mutex::new(0)));
+    std::thread::sleep(Duration::from_millis(1500));
+    fails(&config(0), "already open");
+    // Validator 1 on validator 0's port.
+    let text = std::fs::read_to_string(config(1)).unwrap();
+    let port_1 = format!("tcp/{}\"\n# Log", port + 1);
+    let same_port = text.replacen(&port_1, &format!("tcp/{port}\"\n# Log"), 1);
+    assert_ne!(text, same_port);
+    std::fs::write(config(1), &same_port).unwrap();
+    fails(&config(1), "in use");
+    std::fs::write(config(1), &text).unwrap();
+    drop(first);
+    let key = net.join("validator-1/node.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fails(&config(1), "chmod 600");
+    fails(&net.join("nowhere.toml"), "cannot read config");
 }

@@ -427,10 +427,37 @@ impl NetworkHandle {
 
 /// Builds the swarm, starts listening, and spawns the loop on the current
 /// tokio runtime.
+/// The swarm binds its TCP listener asynchronously and a failure then
+/// would only close the listener: a TCP address that cannot be bound
+/// (in use, not ours) is refused here, before anything starts.
+fn check_listen_address(address: &Multiaddr) -> Result<(), NetworkError> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    if let (Some(ip), Some(port)) = (ip, port)
+        && port != 0
+    {
+        std::net::TcpListener::bind((ip, port)).map_err(|error| NetworkError::Listen {
+            address: address.clone(),
+            reason: error.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
 pub fn spawn(
     config: NetworkConfig,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
     config.check()?;
+    check_listen_address(&config.listen)?;
     let (commands, command_receiver) = mpsc::channel(COMMAND_CAPACITY);
     let (events, event_receiver) = mpsc::channel(config.event_capacity);
     let dropped_events = Arc::new(AtomicU64::new(0));
