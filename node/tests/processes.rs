@@ -32,6 +32,21 @@ fn base_port() -> u16 {
     }
 }
 
+/// `symbiont-node testnet` with `validators` nodes in `net` from `port`.
+fn testnet(net: &Path, validators: usize, port: u16) {
+    let status = Command::new(NODE)
+        .args(["testnet", "--validators"])
+        .arg(validators.to_string())
+        .arg("--base-port")
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(net)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 struct Process {
     child: Child,
 }
@@ -77,15 +92,7 @@ fn wait(what: &str, timeout: Duration, done: impl Fn() -> bool) {
 fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
-    let status = Command::new(NODE)
-        .args(["testnet", "--validators", "4", "--base-port"])
-        .arg(base_port().to_string())
-        .arg("--dir")
-        .arg(&net)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testnet(&net, 4, base_port());
     let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
     let heights: Vec<Arc<Mutex<u64>>> = (0..4).map(|_| Arc::new(Mutex::new(0))).collect();
     let height = |i: usize| *heights[i].lock().unwrap();
@@ -172,15 +179,7 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
     let port = base_port();
-    let status = Command::new(NODE)
-        .args(["testnet", "--validators", "2", "--base-port"])
-        .arg(port.to_string())
-        .arg("--dir")
-        .arg(&net)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testnet(&net, 2, port);
     let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
     let fails = |config: &Path, expected: &str| {
         let output = Command::new(NODE)
