@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The p2p listen address, e.g. "/ip4/0.0.0.0/tcp/26656".
     pub listen: String,
+    /// Where the gRPC API listens, e.g. "127.0.0.1:9090"; none: no API.
+    #[serde(default)]
+    pub grpc_address: Option<String>,
     /// Log lines as JSON instead of text.
     #[serde(default)]
     pub log_json: bool,
@@ -57,6 +60,9 @@ pub fn starter_text(config: &NodeConfig) -> String {
          data_dir = {:?}\n\
          # The p2p listen address.\n\
          listen = {:?}\n\
+         # Where the gRPC API listens (clients and the CLI connect here);\n\
+         # leave it out for no API. Keep it on a private interface.\n\
+         {}\n\
          # Log lines as JSON instead of text.\n\
          log_json = {}\n\
          \n\
@@ -68,6 +74,10 @@ pub fn starter_text(config: &NodeConfig) -> String {
         config.genesis_file.display().to_string(),
         config.data_dir.display().to_string(),
         config.listen,
+        match &config.grpc_address {
+            Some(address) => format!("grpc_address = {address:?}"),
+            None => "# grpc_address = \"127.0.0.1:9090\"".to_string(),
+        },
         config.log_json
     );
     for peer in &config.peers {
@@ -105,6 +115,14 @@ pub fn load(path: &Path) -> Result<ServiceConfig> {
         .listen
         .parse()
         .with_context(|| format!("listen address {:?}", config.listen))?;
+    let grpc = config
+        .grpc_address
+        .as_deref()
+        .map(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("grpc_address {a:?} is not an IP address and port"))
+        })
+        .transpose()?;
     let mut peers = Vec::new();
     for peer in &config.peers {
         let address: Multiaddr = peer
@@ -119,6 +137,7 @@ pub fn load(path: &Path) -> Result<ServiceConfig> {
         data_dir: resolve(base, &config.data_dir),
         listen,
         peers,
+        grpc,
     })
 }
 
@@ -129,13 +148,19 @@ pub struct TestnetNode {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub listen: String,
+    /// The gRPC address, as a URL for clients.
+    pub grpc: String,
     pub validator: bool,
 }
+
+/// A testnet node's gRPC port is its p2p port plus this.
+pub const GRPC_PORT_OFFSET: u16 = 100;
 
 /// A local network on 127.0.0.1: `validators` validator nodes and
 /// `full_nodes` others, one firm each, fresh keys, `dir/genesis.toml`,
 /// `dir/<node>/config.toml` with its key, and `dir/firms/<firm>.pem` with
-/// each firm's admin key. Ports `base_port`, `base_port + 1`, ...
+/// each firm's admin key. P2p ports `base_port`, `base_port + 1`, ...;
+/// gRPC ports `GRPC_PORT_OFFSET` above.
 pub fn testnet(
     dir: &Path,
     validators: usize,
@@ -196,12 +221,17 @@ pub fn testnet(
         let port = base_port
             .checked_add(i as u16)
             .context("ports run past 65535")?;
+        let grpc_port = base_port
+            .checked_add(GRPC_PORT_OFFSET)
+            .and_then(|p| p.checked_add(i as u16))
+            .context("gRPC ports run past 65535")?;
         keys.push((node_key.public(), format!("/ip4/127.0.0.1/tcp/{port}")));
         nodes.push(TestnetNode {
             name,
             config: node_dir.join("config.toml"),
             dir: node_dir,
             listen: format!("/ip4/127.0.0.1/tcp/{port}"),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
             validator,
         });
     }
@@ -213,6 +243,7 @@ pub fn testnet(
             genesis_file: "../genesis.toml".into(),
             data_dir: "data".into(),
             listen: node.listen.clone(),
+            grpc_address: Some(node.grpc.trim_start_matches("http://").to_string()),
             log_json: false,
             peers: keys
                 .iter()

@@ -8,6 +8,7 @@ pub mod keyfile;
 pub mod mempool;
 pub mod p2p;
 pub mod replica;
+pub mod rpc;
 pub mod service;
 pub mod sim;
 pub mod storage;

@@ -12,8 +12,9 @@
 //! is not dropped as a duplicate of the first. A sync request is a
 //! `SyncRequest`, its response a `SyncResponse`.
 //!
-//! Not yet here (the node issue goes on): config files and the binary,
-//! gRPC, metrics, peer scoring on invalid messages.
+//! Queries (a transaction's fate, the node's status) are answered by the
+//! same task, so they see one consistent state; the gRPC server
+//! (`crate::rpc`) asks through the `ServiceHandle`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ use symbiont_contracts::codec;
 use symbiont_contracts::exec;
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::keys::{Keypair, PublicKey};
+use symbiont_contracts::state::Receipt;
 use symbiont_contracts::tx::SignedTx;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -37,7 +39,7 @@ use crate::consensus::engine::Engine;
 use crate::consensus::proposer::{MISSED_TURN_WINDOW, WeightedRoundRobin};
 use crate::consensus::signed::Message;
 use crate::consensus::signer::{FileStore, SignGuard};
-use crate::consensus::types::Timeout;
+use crate::consensus::types::{Step, Timeout, VoteType};
 use crate::consensus::wal::FileWal;
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::p2p::{
@@ -65,6 +67,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     pub listen: Multiaddr,
     pub peers: Vec<(PeerId, Multiaddr)>,
+    /// Where the gRPC API listens (None: no API).
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,8 @@ pub enum ServiceError {
     Wal(#[from] crate::consensus::wal::WalError),
     #[error("stored data: {0}")]
     Data(String),
+    #[error("gRPC: {0}")]
+    Rpc(String),
 }
 
 /// Asks for the commits from `from` on.
@@ -97,10 +103,62 @@ pub struct SyncResponse {
     pub commits: Vec<(Block, Certificate)>,
 }
 
+/// What became of a transaction, as far as this node knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    Unknown,
+    Pending,
+    Committed(Receipt),
+}
+
+/// One validator in a status report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorStatus {
+    pub key: PublicKey,
+    pub power: u64,
+    /// Its prevote / precommit of the current height and round arrived.
+    pub prevoted: bool,
+    pub precommitted: bool,
+    /// The highest round of the current height it voted in.
+    pub highest_round: Option<u32>,
+}
+
+/// Where the node and its consensus stand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub chain_id: String,
+    pub genesis_hash: Hash,
+    pub node_key: PublicKey,
+    pub is_validator: bool,
+    pub height: u64,
+    pub block_hash: Hash,
+    pub app_hash: Hash,
+    pub last_block_time_ms: u64,
+    pub ms_since_last_commit: u64,
+    pub consensus_height: u64,
+    pub round: u32,
+    pub step: &'static str,
+    pub peers: usize,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    pub validators: Vec<ValidatorStatus>,
+    /// Set when nothing was stored for `STALL_AFTER`: what is missing.
+    pub stall_reason: Option<String>,
+}
+
+/// No block for this long and the status says why.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+
+enum Query {
+    Tx(Hash, oneshot::Sender<TxStatus>),
+    Status(oneshot::Sender<NodeStatus>),
+}
+
 /// Talks to a running node.
 #[derive(Clone)]
 pub struct ServiceHandle {
     submit: mpsc::Sender<(SignedTx, oneshot::Sender<Result<Hash, AdmitError>>)>,
+    query: mpsc::Sender<Query>,
     /// The last stored height.
     pub height: watch::Receiver<u64>,
     stop: mpsc::Sender<()>,
@@ -110,6 +168,20 @@ impl ServiceHandle {
     pub async fn submit(&self, tx: SignedTx) -> Option<Result<Hash, AdmitError>> {
         let (reply, answer) = oneshot::channel();
         self.submit.send((tx, reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// None: the node has stopped.
+    pub async fn tx(&self, id: Hash) -> Option<TxStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.query.send(Query::Tx(id, reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// None: the node has stopped.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.query.send(Query::Status(reply)).await.ok()?;
         answer.await.ok()
     }
 
@@ -140,6 +212,12 @@ struct Node {
     /// Counts our gossip sends (from the start time, so a restarted
     /// process does not repeat an earlier run's numbers).
     send_number: u64,
+    genesis_hash: Hash,
+    node_key: PublicKey,
+    /// When the last block was stored (or the node started).
+    last_commit_at: Instant,
+    /// Connected peers, refreshed by the stall report's tick.
+    peers: usize,
 }
 
 /// Opens the data dir, resumes where the node stopped, joins the network
@@ -160,6 +238,15 @@ pub async fn start(
         genesis_hash,
         STORAGE_CACHE_BYTES,
     )?;
+    // Bound before anything runs (after the data dir's lock, the more
+    // telling error when a node runs twice).
+    let grpc_listener = match config.grpc {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address)
+                .map_err(|e| ServiceError::Rpc(format!("cannot listen on {address}: {e}")))?,
+        ),
+        None => None,
+    };
     if storage.tip().is_none() {
         storage.commit_genesis(&exec::genesis_state(&config.genesis))?;
     }
@@ -214,6 +301,8 @@ pub async fn start(
     let (height_tx, height_rx) = watch::channel(tip.height);
     let (submit_tx, submit_rx) = mpsc::channel(256);
     let (stop_tx, stop_rx) = mpsc::channel(1);
+    let (query_tx, query_rx) = mpsc::channel(256);
+    let node_key = config.keypair.public();
     let mut node = Node {
         replica,
         storage,
@@ -223,17 +312,72 @@ pub async fn start(
         height: height_tx,
         asked: BTreeMap::new(),
         send_number: now_ms() << 16,
+        genesis_hash,
+        node_key,
+        last_commit_at: Instant::now(),
+        peers: 0,
     };
-    let task = tokio::spawn(async move {
-        node.act(actions).await?;
-        node.run(events, submit_rx, stop_rx).await
-    });
     let handle = ServiceHandle {
         submit: submit_tx,
+        query: query_tx,
         height: height_rx,
         stop: stop_tx,
     };
+    let rpc_stop = match grpc_listener {
+        Some(listener) => {
+            Some(crate::rpc::spawn(listener, handle.clone()).map_err(ServiceError::Rpc)?)
+        }
+        None => None,
+    };
+    let task = tokio::spawn(async move {
+        node.act(actions).await?;
+        let result = node.run(events, submit_rx, query_rx, stop_rx).await;
+        if let Some(rpc) = rpc_stop {
+            rpc.stop().await;
+        }
+        result
+    });
     Ok((handle, task))
+}
+
+/// What a stalled height waits for, in words an operator can act on.
+fn stall_reason(
+    height: u64,
+    round: u32,
+    step: Step,
+    validators: &[ValidatorStatus],
+    peers: usize,
+) -> String {
+    let total: u64 = validators.iter().map(|v| v.power).sum();
+    let (kind, voted): (&str, fn(&ValidatorStatus) -> bool) = match step {
+        Step::Precommit | Step::Decided => ("precommits", |v| v.precommitted),
+        _ => ("prevotes", |v| v.prevoted),
+    };
+    let missing: Vec<String> = validators
+        .iter()
+        .filter(|v| !voted(v))
+        .map(|v| v.key.to_string())
+        .collect();
+    let have: u64 = validators
+        .iter()
+        .filter(|v| voted(v))
+        .map(|v| v.power)
+        .sum();
+    let mut reason = format!(
+        "height {height} round {round} step {step:?}: {kind} from {have} of {total} voting power \
+         (more than two thirds needed); missing from {}",
+        if missing.is_empty() {
+            "nobody".to_string()
+        } else {
+            missing.join(", ")
+        }
+    );
+    if peers == 0 {
+        reason += "; no peers connected";
+    } else {
+        reason += &format!("; {peers} peers connected");
+    }
+    reason
 }
 
 /// The chain at the stored tip.
@@ -273,6 +417,7 @@ impl Node {
         &mut self,
         mut events: mpsc::Receiver<NetworkEvent>,
         mut submits: mpsc::Receiver<(SignedTx, oneshot::Sender<Result<Hash, AdmitError>>)>,
+        mut queries: mpsc::Receiver<Query>,
         mut stop: mpsc::Receiver<()>,
     ) -> Result<(), ServiceError> {
         let mut rebroadcast = tokio::time::interval(REBROADCAST_INTERVAL);
@@ -301,6 +446,13 @@ impl Node {
                         Err(e) => { let _ = reply.send(Err(e)); }
                     }
                 }
+                query = queries.recv() => {
+                    match query {
+                        Some(Query::Tx(id, reply)) => { let _ = reply.send(self.tx_status(&id)); }
+                        Some(Query::Status(reply)) => { let _ = reply.send(self.status()); }
+                        None => {}
+                    }
+                }
                 _ = tokio::time::sleep_until(next_timer) => {
                     let due: Vec<(Instant, u64)> = self
                         .timers
@@ -318,15 +470,11 @@ impl Node {
                     // Say where consensus stands when no block came since
                     // the last report.
                     let height = *self.height.borrow();
-                    if height == last_reported {
-                        let (at, round, step) = {
-                            let core = self.replica.engine().core();
-                            (core.height(), core.round(), core.step())
-                        };
-                        let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
-                        eprintln!(
-                            "no new block: height {at} round {round} step {step:?}, {peers} peers connected"
-                        );
+                    self.peers = self.network.connected_peers().await.map_or(0, |p| p.len());
+                    if height == last_reported
+                        && let Some(reason) = self.status().stall_reason
+                    {
+                        eprintln!("no new block: {reason}");
                     }
                     last_reported = height;
                 }
@@ -408,6 +556,66 @@ impl Node {
         Ok(())
     }
 
+    fn tx_status(&self, id: &Hash) -> TxStatus {
+        if let Some(receipt) = exec::receipt(self.replica.chain().state(), id) {
+            TxStatus::Committed(receipt)
+        } else if self.replica.mempool().contains(id) {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let chain = self.replica.chain();
+        let engine = self.replica.engine();
+        let core = engine.core();
+        let (round, step) = (core.round(), core.step());
+        let keeper = core.keeper();
+        let validators: Vec<ValidatorStatus> = core
+            .validators()
+            .validators()
+            .iter()
+            .map(|v| ValidatorStatus {
+                key: v.address,
+                power: v.power,
+                prevoted: keeper.has_voted(round, VoteType::Prevote, &v.address),
+                precommitted: keeper.has_voted(round, VoteType::Precommit, &v.address),
+                highest_round: engine.highest_round_of(&v.address),
+            })
+            .collect();
+        let since = self.last_commit_at.elapsed();
+        let step_name = match step {
+            Step::Unstarted => "unstarted",
+            Step::Propose => "propose",
+            Step::Prevote => "prevote",
+            Step::Precommit => "precommit",
+            Step::Decided => "commit",
+        };
+        let stall_reason = (since >= STALL_AFTER)
+            .then(|| stall_reason(core.height(), round, step, &validators, self.peers));
+        let tip = chain.tip();
+        NodeStatus {
+            chain_id: chain.chain_id().to_string(),
+            genesis_hash: self.genesis_hash,
+            node_key: self.node_key,
+            is_validator: core.validators().contains(&self.node_key),
+            height: tip.height,
+            block_hash: tip.hash,
+            app_hash: chain.state().app_hash(),
+            last_block_time_ms: tip.time_ms,
+            ms_since_last_commit: since.as_millis() as u64,
+            consensus_height: core.height(),
+            round,
+            step: step_name,
+            peers: self.peers,
+            mempool_txs: self.replica.mempool().len(),
+            mempool_bytes: self.replica.mempool().bytes(),
+            validators,
+            stall_reason,
+        }
+    }
+
     fn commits_from(&self, from: u64) -> Result<SyncResponse, ServiceError> {
         let tip = self.storage.tip().map_or(0, |t| t.height);
         let mut commits = Vec::new();
@@ -477,6 +685,7 @@ impl Node {
                         app_hash: outcome.app_hash,
                     })?;
                     let _ = self.height.send(block.header.height);
+                    self.last_commit_at = Instant::now();
                     // Timers of the finished height are void.
                     self.timers.clear();
                     queue.extend(self.replica.start_next_height(now_ms())?);

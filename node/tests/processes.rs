@@ -6,93 +6,21 @@
 //! gossip had seen dropped them as duplicates, and a validator restarted
 //! while locked had lost its locked block; both stalled the network.)
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use symbiont_contracts::genesis::Genesis;
-use symbiont_node::storage::Storage;
+use symbiont_node::config::GRPC_PORT_OFFSET;
 
-const NODE: &str = env!("CARGO_BIN_EXE_symbiont-node");
-
-/// Four consecutive free ports (checked, not reserved).
-fn base_port() -> u16 {
-    loop {
-        let first = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if first < 60000 && (1..4).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok()) {
-            return first;
-        }
-    }
-}
-
-/// `symbiont-node testnet` with `validators` nodes in `net` from `port`.
-fn testnet(net: &Path, validators: usize, port: u16) {
-    let status = Command::new(NODE)
-        .args(["testnet", "--validators"])
-        .arg(validators.to_string())
-        .arg("--base-port")
-        .arg(port.to_string())
-        .arg("--dir")
-        .arg(net)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-struct Process {
-    child: Child,
-}
-
-/// A failing test must not leave nodes running.
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(config: &Path, height: Arc<Mutex<u64>>) -> Process {
-    let mut child = Command::new(NODE)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let seen = height.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(h) = line.strip_prefix("height ").and_then(|h| h.parse().ok()) {
-                let mut seen = seen.lock().unwrap();
-                *seen = (*seen).max(h);
-            }
-        }
-    });
-    Process { child }
-}
-
-fn wait(what: &str, timeout: Duration, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod support;
+use support::testnet::{NODE, Process, assert_no_fork, base_port, genesis, run, testnet, wait};
 
 #[test]
 fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
-    testnet(&net, 4, base_port());
+    testnet(&net, 4, 0, base_port(4));
     let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
     let heights: Vec<Arc<Mutex<u64>>> = (0..4).map(|_| Arc::new(Mutex::new(0))).collect();
     let height = |i: usize| *heights[i].lock().unwrap();
@@ -106,8 +34,7 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
 
     // Half the power down: no progress.
     for node in &mut nodes[..2] {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
+        node.kill();
     }
     std::thread::sleep(Duration::from_millis(300));
     let stalled = height(2).max(height(3));
@@ -130,8 +57,7 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let i = (seed >> 33) as usize % 4;
-        nodes[i].child.kill().unwrap();
-        nodes[i].child.wait().unwrap();
+        nodes[i].kill();
         std::thread::sleep(Duration::from_millis(100 + (seed >> 40) % 400));
         nodes[i] = run(&config(i), heights[i].clone());
         std::thread::sleep(Duration::from_millis((seed >> 20) % 500));
@@ -141,33 +67,12 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
         (0..4).all(|i| height(i) >= target)
     });
     for node in &mut nodes {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
+        node.kill();
     }
-    let genesis =
-        Genesis::from_toml(&std::fs::read_to_string(net.join("genesis.toml")).unwrap()).unwrap();
-    let stored: Vec<Vec<_>> = (0..4)
-        .map(|i| block_hashes(&net.join(format!("validator-{i}/data/ledger")), &genesis))
+    let dirs: Vec<_> = (0..4)
+        .map(|i| net.join(format!("validator-{i}/data")))
         .collect();
-    let common = stored.iter().map(Vec::len).min().unwrap();
-    assert!(common as u64 >= target);
-    for h in 0..common {
-        assert!(
-            stored.iter().all(|s| s[h] == stored[0][h]),
-            "fork at height {}",
-            h + 1
-        );
-    }
-}
-
-fn block_hashes(dir: &Path, genesis: &Genesis) -> Vec<symbiont_contracts::hash::Hash> {
-    let storage = Storage::open(dir, genesis.hash(), 8 << 20).unwrap();
-    let tip = storage.tip().unwrap().height;
-    let hashes = (1..=tip)
-        .map(|h| storage.block_hash(h).unwrap().unwrap())
-        .collect();
-    storage.close().unwrap();
-    hashes
+    assert!(assert_no_fork(&dirs, &genesis(&net)) as u64 >= target);
 }
 
 /// What an operator gets wrong gives one line on stderr and exit code 1,
@@ -178,8 +83,8 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
-    let port = base_port();
-    testnet(&net, 2, port);
+    let port = base_port(2);
+    testnet(&net, 2, 0, port);
     let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
     let fails = |config: &Path, expected: &str| {
         let output = Command::new(NODE)
@@ -198,11 +103,24 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     fails(&config(0), "already open");
     // Validator 1 on validator 0's port.
     let text = std::fs::read_to_string(config(1)).unwrap();
-    let port_1 = format!("tcp/{}\"\n# Log", port + 1);
-    let same_port = text.replacen(&port_1, &format!("tcp/{port}\"\n# Log"), 1);
+    let listen_1 = format!("listen = \"/ip4/127.0.0.1/tcp/{}\"", port + 1);
+    let same_port = text.replacen(
+        &listen_1,
+        &format!("listen = \"/ip4/127.0.0.1/tcp/{port}\""),
+        1,
+    );
     assert_ne!(text, same_port);
     std::fs::write(config(1), &same_port).unwrap();
     fails(&config(1), "in use");
+    // Validator 1's gRPC on validator 0's.
+    let grpc = |p: u16| format!("grpc_address = \"127.0.0.1:{}\"", p + GRPC_PORT_OFFSET);
+    let same_grpc = text.replacen(&grpc(port + 1), &grpc(port), 1);
+    assert_ne!(text, same_grpc);
+    std::fs::write(config(1), &same_grpc).unwrap();
+    fails(&config(1), "cannot listen on");
+    let bad_grpc = text.replacen(&grpc(port + 1), "grpc_address = \"localhost\"", 1);
+    std::fs::write(config(1), &bad_grpc).unwrap();
+    fails(&config(1), "not an IP address and port");
     std::fs::write(config(1), &text).unwrap();
     drop(first);
     let key = net.join("validator-1/node.pem");

@@ -52,6 +52,7 @@ impl Net {
             keypair: Keypair::from_seed([11 + i as u8; 32]),
             data_dir: self.dirs[i].path().to_path_buf(),
             listen: address(self.ports[i]),
+            grpc: None,
             peers,
         }
     }

@@ -33,6 +33,10 @@ enum Command {
         /// The p2p listen address.
         #[arg(long, default_value = "/ip4/0.0.0.0/tcp/26656")]
         listen: String,
+        /// Where the gRPC API listens (keep it private: it accepts
+        /// transactions from anyone who can reach it).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        grpc_address: String,
     },
     /// Run the node until SIGINT or SIGTERM. Prints a line per stored block.
     Run {
@@ -42,6 +46,8 @@ enum Command {
     },
     /// Generate a local network on 127.0.0.1: keys, genesis.toml, one
     /// directory with config.toml per node, firms/<firm>.pem admin keys.
+    /// Prints each node's directory, p2p address and gRPC URL (p2p port +
+    /// 100).
     Testnet {
         #[arg(long)]
         validators: usize,
@@ -75,7 +81,8 @@ fn run(args: Args) -> Result<()> {
             genesis,
             key,
             listen,
-        } => init(&dir, &genesis, key, listen),
+            grpc_address,
+        } => init(&dir, &genesis, key, listen, grpc_address),
         Command::Run { config } => run_node(&config),
         Command::Testnet {
             validators,
@@ -90,7 +97,13 @@ fn run(args: Args) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);
             } else {
                 for node in nodes {
-                    println!("{}  {}  {}", node.name, node.config.display(), node.listen);
+                    println!(
+                        "{}  {}  p2p {}  grpc {}",
+                        node.name,
+                        node.config.display(),
+                        node.listen,
+                        node.grpc
+                    );
                 }
             }
             Ok(())
@@ -98,7 +111,13 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
-fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Result<()> {
+fn init(
+    dir: &Path,
+    genesis: &Path,
+    key: Option<PathBuf>,
+    listen: String,
+    grpc_address: String,
+) -> Result<()> {
     let config_path = dir.join("config.toml");
     if config_path.exists() {
         bail!("{} exists already", config_path.display());
@@ -122,6 +141,7 @@ fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Res
         genesis_file: genesis,
         data_dir: "data".into(),
         listen,
+        grpc_address: Some(grpc_address),
         log_json: false,
         peers: vec![],
     };
@@ -132,7 +152,11 @@ fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Res
 
 fn run_node(config_path: &Path) -> Result<()> {
     let config = config::load(config_path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: the node task blocks its thread while it syncs the
+    // disk (storage, WAL, sign state); the swarm and the gRPC server go on
+    // on the other.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {

@@ -284,6 +284,12 @@ impl<C: Context> Engine<C> {
         &self.chain_id
     }
 
+    /// The highest round of the current height `validator` signed a
+    /// vote in, as far as we have heard. For status reports.
+    pub fn highest_round_of(&self, validator: &C::Address) -> Option<Round> {
+        self.highest_rounds.get(validator).copied()
+    }
+
     pub fn guard(&self) -> &SignGuard<C> {
         &self.guard
     }

@@ -273,6 +273,14 @@ impl<C: Context> VoteKeeper<C> {
             .unwrap_or_default()
     }
 
+    /// Whether `validator` has a counted vote of `vote_type` in `round`
+    /// (for any value). For status reports.
+    pub fn has_voted(&self, round: Round, vote_type: VoteType, validator: &C::Address) -> bool {
+        self.rounds
+            .get(&round)
+            .is_some_and(|r| r.tally(vote_type).by_validator.contains_key(validator))
+    }
+
     /// Records that `rule` fired in `round`; true only the first time.
     pub fn fire_once(&mut self, round: Round, rule: OnceRule) -> bool {
         self.fired.insert((round, rule))

@@ -7,6 +7,8 @@ use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::keys::Keypair;
 use symbiont_contracts::state::State;
 
+pub mod testnet;
+
 pub const CHAIN: &str = "mempool-test";
 pub const GENESIS_TIME_MS: u64 = 1_800_000_000_000;
 
