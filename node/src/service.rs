@@ -12,10 +12,15 @@
 //! is not dropped as a duplicate of the first. A sync request is a
 //! `SyncRequest`, its response a `SyncResponse`.
 //!
-//! Not yet here (the node issue goes on): config files and the binary,
-//! gRPC, metrics, peer scoring on invalid messages.
+//! Metrics (`crate::metrics`) are updated by this task and served, when a
+//! metrics address is configured, by a task of their own; logs go through
+//! `tracing`.
+//!
+//! Not yet here (the node issue goes on): gRPC, peer scoring on invalid
+//! messages.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +45,7 @@ use crate::consensus::signer::{FileStore, SignGuard};
 use crate::consensus::types::Timeout;
 use crate::consensus::wal::FileWal;
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
+use crate::metrics::{self, Metrics};
 use crate::p2p::{
     self, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, Topic, Validation,
 };
@@ -65,6 +71,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     pub listen: Multiaddr,
     pub peers: Vec<(PeerId, Multiaddr)>,
+    /// Where `GET /metrics` is served (none: not served; port 0: any).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +91,8 @@ pub enum ServiceError {
     Wal(#[from] crate::consensus::wal::WalError),
     #[error("stored data: {0}")]
     Data(String),
+    #[error("cannot serve metrics on {address}: {reason}")]
+    Metrics { address: SocketAddr, reason: String },
 }
 
 /// Asks for the commits from `from` on.
@@ -103,6 +113,10 @@ pub struct ServiceHandle {
     submit: mpsc::Sender<(SignedTx, oneshot::Sender<Result<Hash, AdmitError>>)>,
     /// The last stored height.
     pub height: watch::Receiver<u64>,
+    /// The node's metrics (served at `metrics_address`, if any).
+    pub metrics: Arc<Metrics>,
+    /// Where metrics are served: the bound address (a port 0 resolved).
+    pub metrics_address: Option<SocketAddr>,
     stop: mpsc::Sender<()>,
 }
 
@@ -140,6 +154,11 @@ struct Node {
     /// Counts our gossip sends (from the start time, so a restarted
     /// process does not repeat an earlier run's numbers).
     send_number: u64,
+    metrics: Arc<Metrics>,
+    /// When the current height started (for the commit latency).
+    height_started: std::time::Instant,
+    /// The metrics server, stopped with the node.
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the data dir, resumes where the node stopped, joins the network
@@ -200,6 +219,21 @@ pub async fn start(
     );
     network_config.peers = config.peers;
     network_config.members = members;
+    // Bound before anything is spawned: an address in use is refused
+    // while nothing runs yet.
+    let metrics_listener = match config.metrics_address {
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+            |error| ServiceError::Metrics {
+                address,
+                reason: error.to_string(),
+            },
+        )?),
+        None => None,
+    };
+    let metrics_address = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr().map_err(data)?),
+        None => None,
+    };
     let (network, events) = p2p::spawn(network_config)?;
     let mempool = Mempool::new(chain_id, MempoolConfig::default());
     let (replica, actions) = Replica::new(
@@ -214,6 +248,10 @@ pub async fn start(
     let (height_tx, height_rx) = watch::channel(tip.height);
     let (submit_tx, submit_rx) = mpsc::channel(256);
     let (stop_tx, stop_rx) = mpsc::channel(1);
+    let metrics = Arc::new(Metrics::new());
+    metrics.height.set(tip.height as i64);
+    let metrics_server = metrics_listener
+        .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
     let mut node = Node {
         replica,
         storage,
@@ -223,14 +261,30 @@ pub async fn start(
         height: height_tx,
         asked: BTreeMap::new(),
         send_number: now_ms() << 16,
+        metrics: metrics.clone(),
+        height_started: std::time::Instant::now(),
+        metrics_server,
     };
+    tracing::info!(
+        height = tip.height,
+        peer_id = %node.network.local_peer_id(),
+        metrics = ?metrics_address,
+        "node started"
+    );
     let task = tokio::spawn(async move {
         node.act(actions).await?;
-        node.run(events, submit_rx, stop_rx).await
+        node.observe();
+        let result = node.run(events, submit_rx, stop_rx).await;
+        if let Some(server) = node.metrics_server.take() {
+            server.abort();
+        }
+        result
     });
     let handle = ServiceHandle {
         submit: submit_tx,
         height: height_rx,
+        metrics,
+        metrics_address,
         stop: stop_tx,
     };
     Ok((handle, task))
@@ -293,7 +347,9 @@ impl Node {
                 }
                 submit = submits.recv() => {
                     let Some((tx, reply)) = submit else { continue };
-                    match self.replica.submit(tx) {
+                    let result = self.replica.submit(tx);
+                    self.metrics.admitted(&result);
+                    match result {
                         Ok((id, actions)) => {
                             let _ = reply.send(Ok(id));
                             self.act(actions).await?;
@@ -315,17 +371,19 @@ impl Node {
                     }
                 }
                 _ = status.tick() => {
+                    let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
+                    self.metrics.peers.set(peers as i64);
                     // Say where consensus stands when no block came since
                     // the last report.
                     let height = *self.height.borrow();
                     if height == last_reported {
-                        let (at, round, step) = {
-                            let core = self.replica.engine().core();
-                            (core.height(), core.round(), core.step())
-                        };
-                        let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
-                        eprintln!(
-                            "no new block: height {at} round {round} step {step:?}, {peers} peers connected"
+                        let core = self.replica.engine().core();
+                        tracing::warn!(
+                            height = core.height(),
+                            round = core.round(),
+                            step = ?core.step(),
+                            peers,
+                            "no new block"
                         );
                     }
                     last_reported = height;
@@ -335,10 +393,20 @@ impl Node {
                     self.act(actions).await?;
                 }
             }
+            self.observe();
         }
         let _ = self.network.shutdown().await;
         self.storage.flush()?;
         Ok(())
+    }
+
+    /// The gauges that follow the replica: round, mempool size.
+    fn observe(&self) {
+        let round = self.replica.engine().core().round();
+        self.metrics.round.set(i64::from(round));
+        let mempool = self.replica.mempool();
+        self.metrics.mempool_txs.set(mempool.len() as i64);
+        self.metrics.mempool_bytes.set(mempool.bytes() as i64);
     }
 
     async fn on_event(&mut self, event: NetworkEvent) -> Result<(), ServiceError> {
@@ -352,6 +420,11 @@ impl Node {
                 let message = codec::decode_with_limit::<(NetMessage, u64)>(&data, data.len())
                     .map(|(message, _)| message);
                 let verdict = match &message {
+                    Ok(NetMessage::Tx(tx)) => {
+                        let (verdict, result) = self.replica.check_gossip_tx(tx);
+                        self.metrics.admitted(&result);
+                        verdict
+                    }
                     Ok(message) => self.replica.check_gossip(message),
                     Err(_) => GossipVerdict::Reject,
                 };
@@ -477,6 +550,18 @@ impl Node {
                         app_hash: outcome.app_hash,
                     })?;
                     let _ = self.height.send(block.header.height);
+                    self.metrics.committed(
+                        block.header.height,
+                        certificate.round,
+                        self.height_started.elapsed().as_secs_f64(),
+                    );
+                    tracing::info!(
+                        height = block.header.height,
+                        txs = block.txs.len(),
+                        round = certificate.round,
+                        "block stored"
+                    );
+                    self.height_started = std::time::Instant::now();
                     // Timers of the finished height are void.
                     self.timers.clear();
                     queue.extend(self.replica.start_next_height(now_ms())?);

@@ -53,6 +53,7 @@ impl Net {
             data_dir: self.dirs[i].path().to_path_buf(),
             listen: address(self.ports[i]),
             peers,
+            metrics_address: None,
         }
     }
 }

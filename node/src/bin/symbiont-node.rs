@@ -33,8 +33,13 @@ enum Command {
         /// The p2p listen address.
         #[arg(long, default_value = "/ip4/0.0.0.0/tcp/26656")]
         listen: String,
+        /// Where Prometheus metrics are served (ip:port).
+        #[arg(long, default_value = config::DEFAULT_METRICS_ADDRESS)]
+        metrics_address: String,
     },
-    /// Run the node until SIGINT or SIGTERM. Prints a line per stored block.
+    /// Run the node until SIGINT or SIGTERM. Prints `height N` on stdout
+    /// per stored block; logs go to stderr (JSON if the config says
+    /// `log_json = true`).
     Run {
         /// The config file (see `init`).
         #[arg(long)]
@@ -49,7 +54,8 @@ enum Command {
         full_nodes: usize,
         #[arg(long)]
         dir: PathBuf,
-        /// The first node's p2p port; the others follow.
+        /// The first node's p2p port; the others follow. Metrics ports are
+        /// the p2p ports + 1000.
         #[arg(long, default_value_t = 26656)]
         base_port: u16,
         /// Print the nodes as JSON.
@@ -75,7 +81,8 @@ fn run(args: Args) -> Result<()> {
             genesis,
             key,
             listen,
-        } => init(&dir, &genesis, key, listen),
+            metrics_address,
+        } => init(&dir, &genesis, key, listen, metrics_address),
         Command::Run { config } => run_node(&config),
         Command::Testnet {
             validators,
@@ -90,7 +97,13 @@ fn run(args: Args) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);
             } else {
                 for node in nodes {
-                    println!("{}  {}  {}", node.name, node.config.display(), node.listen);
+                    println!(
+                        "{}  {}  {}  metrics {}",
+                        node.name,
+                        node.config.display(),
+                        node.listen,
+                        node.metrics_address
+                    );
                 }
             }
             Ok(())
@@ -98,7 +111,13 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
-fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Result<()> {
+fn init(
+    dir: &Path,
+    genesis: &Path,
+    key: Option<PathBuf>,
+    listen: String,
+    metrics_address: String,
+) -> Result<()> {
     let config_path = dir.join("config.toml");
     if config_path.exists() {
         bail!("{} exists already", config_path.display());
@@ -122,6 +141,7 @@ fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Res
         genesis_file: genesis,
         data_dir: "data".into(),
         listen,
+        metrics_address: Some(metrics_address),
         log_json: false,
         peers: vec![],
     };
@@ -130,8 +150,28 @@ fn init(dir: &Path, genesis: &Path, key: Option<PathBuf>, listen: String) -> Res
     Ok(())
 }
 
+/// Logs to stderr, from `info` up (the node's own) and `warn` up (its
+/// libraries'): text, or one JSON object per line.
+fn install_logging(json: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = Targets::new()
+        .with_target("symbiont_node", LevelFilter::INFO)
+        .with_target("symbiont_contracts", LevelFilter::INFO)
+        .with_default(LevelFilter::WARN);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry.with(layer.json()).init();
+    } else {
+        registry.with(layer).init();
+    }
+}
+
 fn run_node(config_path: &Path) -> Result<()> {
-    let config = config::load(config_path)?;
+    let node_config = config::read(config_path)?;
+    let config = config::service_config(config_path, &node_config)?;
+    install_logging(node_config.log_json);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
