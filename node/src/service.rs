@@ -549,12 +549,12 @@ impl Node {
                         writes: &outcome.writes,
                         app_hash: outcome.app_hash,
                     })?;
-                    let _ = self.height.send(block.header.height);
                     self.metrics.committed(
                         block.header.height,
                         certificate.round,
                         self.height_started.elapsed().as_secs_f64(),
                     );
+                    let _ = self.height.send(block.header.height);
                     tracing::info!(
                         height = block.header.height,
                         txs = block.txs.len(),
