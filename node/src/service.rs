@@ -268,7 +268,7 @@ pub async fn start(
     tracing::info!(
         height = tip.height,
         peer_id = %node.network.local_peer_id(),
-        metrics = ?metrics_address,
+        metrics = %metrics_address.map_or("none".to_string(), |a| a.to_string()),
         "node started"
     );
     let task = tokio::spawn(async move {
