@@ -252,7 +252,10 @@ mod tests {
             "2"
         );
         assert_eq!(
-            value(&text, "symbiont_txs_rejected_total{reason=\"mempool_full\"}"),
+            value(
+                &text,
+                "symbiont_txs_rejected_total{reason=\"mempool_full\"}"
+            ),
             "1"
         );
         assert_eq!(value(&text, "symbiont_blocks_committed_total"), "2");

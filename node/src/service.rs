@@ -221,15 +221,16 @@ pub async fn start(
     network_config.members = members;
     // Bound before anything is spawned: an address in use is refused
     // while nothing runs yet.
-    let metrics_listener = match config.metrics_address {
-        Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
-            |error| ServiceError::Metrics {
-                address,
-                reason: error.to_string(),
-            },
-        )?),
-        None => None,
-    };
+    let metrics_listener =
+        match config.metrics_address {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+                |error| ServiceError::Metrics {
+                    address,
+                    reason: error.to_string(),
+                },
+            )?),
+            None => None,
+        };
     let metrics_address = match &metrics_listener {
         Some(listener) => Some(listener.local_addr().map_err(data)?),
         None => None,
@@ -250,8 +251,8 @@ pub async fn start(
     let (stop_tx, stop_rx) = mpsc::channel(1);
     let metrics = Arc::new(Metrics::new());
     metrics.height.set(tip.height as i64);
-    let metrics_server = metrics_listener
-        .map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
+    let metrics_server =
+        metrics_listener.map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
     let mut node = Node {
         replica,
         storage,

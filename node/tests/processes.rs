@@ -28,8 +28,7 @@ fn base_port() -> u16 {
             .unwrap()
             .port();
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if first < 60000 && (0..4).all(|i| (i == 0 || free(first + i)) && free(first + 1000 + i))
-        {
+        if first < 60000 && (0..4).all(|i| (i == 0 || free(first + i)) && free(first + 1000 + i)) {
             return first;
         }
     }
@@ -232,7 +231,14 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     fails(&net.join("nowhere.toml"), "cannot read config");
     // Metrics ports past 65535.
     let output = Command::new(NODE)
-        .args(["testnet", "--validators", "2", "--base-port", "64535", "--dir"])
+        .args([
+            "testnet",
+            "--validators",
+            "2",
+            "--base-port",
+            "64535",
+            "--dir",
+        ])
         .arg(dir.path().join("high"))
         .output()
         .unwrap();

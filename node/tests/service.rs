@@ -227,7 +227,8 @@ async fn a_node_serves_its_metrics_over_http() {
     let (status, headers, body) = get(address, "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(
-        headers.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        headers
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
         "{headers}"
     );
     assert!(body.ends_with("# EOF\n"), "{body}");
