@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// Where the gRPC API listens, e.g. "127.0.0.1:9090"; none: no API.
     #[serde(default)]
     pub grpc_address: Option<String>,
+    /// Where Prometheus metrics are served (`GET /metrics`), e.g.
+    /// "127.0.0.1:26660"; none: not served.
+    #[serde(default)]
+    pub metrics_address: Option<String>,
     /// Log lines as JSON instead of text.
     #[serde(default)]
     pub log_json: bool,
@@ -47,6 +51,9 @@ pub struct PeerConfig {
     pub address: String,
 }
 
+/// The metrics address `init` suggests.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:26660";
+
 /// The commented starter file `init` writes.
 pub fn starter_text(config: &NodeConfig) -> String {
     let mut text = format!(
@@ -63,7 +70,10 @@ pub fn starter_text(config: &NodeConfig) -> String {
          # Where the gRPC API listens (clients and the CLI connect here);\n\
          # leave it out for no API. Keep it on a private interface.\n\
          {}\n\
-         # Log lines as JSON instead of text.\n\
+         # Where Prometheus metrics are served (GET /metrics), host:port;\n\
+         # comment it out to serve none.\n\
+         {}\n\
+         # Log lines as JSON instead of text (logs go to stderr).\n\
          log_json = {}\n\
          \n\
          # Peers to dial, one [[peers]] table each:\n\
@@ -77,6 +87,10 @@ pub fn starter_text(config: &NodeConfig) -> String {
         match &config.grpc_address {
             Some(address) => format!("grpc_address = {address:?}"),
             None => "# grpc_address = \"127.0.0.1:9090\"".to_string(),
+        },
+        match &config.metrics_address {
+            Some(address) => format!("metrics_address = {address:?}"),
+            None => format!("# metrics_address = {DEFAULT_METRICS_ADDRESS:?}"),
         },
         config.log_json
     );
@@ -100,10 +114,18 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
 /// Reads a config file and everything it names: a one-line error for a
 /// missing or unreadable file, a bad key, a bad genesis or a bad address.
 pub fn load(path: &Path) -> Result<ServiceConfig> {
+    service_config(path, &read(path)?)
+}
+
+/// Reads a config file (only the file itself).
+pub fn read(path: &Path) -> Result<NodeConfig> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
-    let config: NodeConfig =
-        toml::from_str(&text).with_context(|| format!("config {} is invalid", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {} is invalid", path.display()))
+}
+
+/// What `config`, read from `path`, names (see `load`).
+pub fn service_config(path: &Path, config: &NodeConfig) -> Result<ServiceConfig> {
     let base = path.parent().unwrap_or(Path::new("."));
     let keypair = keyfile::read(&resolve(base, &config.key_file))?;
     let genesis_path = resolve(base, &config.genesis_file);
@@ -131,6 +153,12 @@ pub fn load(path: &Path) -> Result<ServiceConfig> {
             .with_context(|| format!("peer address {:?}", peer.address))?;
         peers.push((peer_id_of(&peer.key), address));
     }
+    let metrics_address = match &config.metrics_address {
+        Some(address) => Some(address.parse().with_context(|| {
+            format!("metrics address {address:?} is not an ip:port such as \"{DEFAULT_METRICS_ADDRESS}\"")
+        })?),
+        None => None,
+    };
     Ok(ServiceConfig {
         genesis,
         keypair,
@@ -138,6 +166,7 @@ pub fn load(path: &Path) -> Result<ServiceConfig> {
         listen,
         peers,
         grpc,
+        metrics_address,
     })
 }
 
@@ -150,17 +179,24 @@ pub struct TestnetNode {
     pub listen: String,
     /// The gRPC address, as a URL for clients.
     pub grpc: String,
+    /// Where the node serves metrics.
+    pub metrics_address: String,
     pub validator: bool,
 }
 
-/// A testnet node's gRPC port is its p2p port plus this.
+/// How far above a testnet node's p2p port its gRPC port is.
 pub const GRPC_PORT_OFFSET: u16 = 100;
+/// How far above a testnet node's p2p port its metrics port is (the
+/// larger offset: checking it checks both).
+pub const METRICS_PORT_OFFSET: u16 = 1000;
 
 /// A local network on 127.0.0.1: `validators` validator nodes and
 /// `full_nodes` others, one firm each, fresh keys, `dir/genesis.toml`,
 /// `dir/<node>/config.toml` with its key, and `dir/firms/<firm>.pem` with
 /// each firm's admin key. P2p ports `base_port`, `base_port + 1`, ...;
-/// gRPC ports `GRPC_PORT_OFFSET` above.
+/// gRPC and metrics ports `GRPC_PORT_OFFSET` and `METRICS_PORT_OFFSET`
+/// above them.
+
 pub fn testnet(
     dir: &Path,
     validators: usize,
@@ -174,8 +210,18 @@ pub fn testnet(
     if dir.exists() && fs::read_dir(dir)?.next().is_some() {
         bail!("{} is not empty", dir.display());
     }
-    fs::create_dir_all(dir.join("firms"))?;
     let total = validators + full_nodes;
+    let last_port = u16::try_from(total - 1)
+        .ok()
+        .and_then(|n| base_port.checked_add(n))
+        .and_then(|p| p.checked_add(METRICS_PORT_OFFSET));
+    if last_port.is_none() {
+        bail!(
+            "{total} nodes from port {base_port} need ports up to {} (metrics: p2p port + {METRICS_PORT_OFFSET}), past 65535",
+            u64::from(base_port) + total as u64 - 1 + u64::from(METRICS_PORT_OFFSET)
+        );
+    }
+    fs::create_dir_all(dir.join("firms"))?;
     let mut genesis = format!(
         "# A local test network made by `symbiont-node testnet`.\n\
          chain_id = \"testnet\"\n\
@@ -218,13 +264,9 @@ pub fn testnet(
             node_key.public(),
             u64::from(validator)
         );
-        let port = base_port
-            .checked_add(i as u16)
-            .context("ports run past 65535")?;
-        let grpc_port = base_port
-            .checked_add(GRPC_PORT_OFFSET)
-            .and_then(|p| p.checked_add(i as u16))
-            .context("gRPC ports run past 65535")?;
+        // Checked above: no overflow.
+        let port = base_port + i as u16;
+        let grpc_port = port + GRPC_PORT_OFFSET;
         keys.push((node_key.public(), format!("/ip4/127.0.0.1/tcp/{port}")));
         nodes.push(TestnetNode {
             name,
@@ -232,6 +274,7 @@ pub fn testnet(
             dir: node_dir,
             listen: format!("/ip4/127.0.0.1/tcp/{port}"),
             grpc: format!("http://127.0.0.1:{grpc_port}"),
+            metrics_address: format!("127.0.0.1:{}", port + METRICS_PORT_OFFSET),
             validator,
         });
     }
@@ -244,6 +287,7 @@ pub fn testnet(
             data_dir: "data".into(),
             listen: node.listen.clone(),
             grpc_address: Some(node.grpc.trim_start_matches("http://").to_string()),
+            metrics_address: Some(node.metrics_address.clone()),
             log_json: false,
             peers: keys
                 .iter()

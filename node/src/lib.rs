@@ -6,6 +6,7 @@ pub mod config;
 pub mod consensus;
 pub mod keyfile;
 pub mod mempool;
+pub mod metrics;
 pub mod p2p;
 pub mod replica;
 pub mod rpc;

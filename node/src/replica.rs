@@ -167,14 +167,7 @@ impl Replica {
     /// (a transaction already admitted is not admitted again there).
     pub fn check_gossip(&mut self, message: &NetMessage) -> GossipVerdict {
         match message {
-            NetMessage::Tx(tx) => match self.mempool.admit(tx.clone(), self.chain.state()) {
-                Ok(_) => GossipVerdict::Accept,
-                Err(error) => match error.code() {
-                    "oversize" | "malformed" | "wrong_chain_id" | "bad_signature"
-                    | "unknown_signer" => GossipVerdict::Reject,
-                    _ => GossipVerdict::Ignore,
-                },
-            },
+            NetMessage::Tx(tx) => self.check_gossip_tx(tx).0,
             NetMessage::Consensus(Message::Vote(vote)) => {
                 let signer = &vote.vote.validator;
                 self.check_signed(vote.vote.height, signer, || {
@@ -207,6 +200,21 @@ impl Replica {
                 }
             }
         }
+    }
+
+    /// `check_gossip` of a transaction, with the admission's outcome
+    /// (the node counts admissions and refusals by reason).
+    pub fn check_gossip_tx(&mut self, tx: &SignedTx) -> (GossipVerdict, Result<Hash, AdmitError>) {
+        let result = self.mempool.admit(tx.clone(), self.chain.state());
+        let verdict = match &result {
+            Ok(_) => GossipVerdict::Accept,
+            Err(error) => match error.code() {
+                "oversize" | "malformed" | "wrong_chain_id" | "bad_signature"
+                | "unknown_signer" => GossipVerdict::Reject,
+                _ => GossipVerdict::Ignore,
+            },
+        };
+        (verdict, result)
     }
 
     fn check_signed(

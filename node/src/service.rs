@@ -15,8 +15,12 @@
 //! Queries (a transaction's fate, the node's status) are answered by the
 //! same task, so they see one consistent state; the gRPC server
 //! (`crate::rpc`) asks through the `ServiceHandle`.
+//! Metrics (`crate::metrics`) are updated by this task and served, when a
+//! metrics address is configured, by a task of their own; logs go through
+//! `tracing`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +46,7 @@ use crate::consensus::signer::{FileStore, SignGuard};
 use crate::consensus::types::{Step, Timeout, VoteType};
 use crate::consensus::wal::FileWal;
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
+use crate::metrics::{self, Metrics};
 use crate::p2p::{
     self, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, Topic, Validation,
 };
@@ -69,6 +74,8 @@ pub struct ServiceConfig {
     pub peers: Vec<(PeerId, Multiaddr)>,
     /// Where the gRPC API listens (None: no API).
     pub grpc: Option<std::net::SocketAddr>,
+    /// Where `GET /metrics` is served (none: not served; port 0: any).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,8 @@ pub enum ServiceError {
     Data(String),
     #[error("gRPC: {0}")]
     Rpc(String),
+    #[error("cannot serve metrics on {address}: {reason}")]
+    Metrics { address: SocketAddr, reason: String },
 }
 
 /// Asks for the commits from `from` on.
@@ -161,6 +170,10 @@ pub struct ServiceHandle {
     query: mpsc::Sender<Query>,
     /// The last stored height.
     pub height: watch::Receiver<u64>,
+    /// The node's metrics (served at `metrics_address`, if any).
+    pub metrics: Arc<Metrics>,
+    /// Where metrics are served: the bound address (a port 0 resolved).
+    pub metrics_address: Option<SocketAddr>,
     stop: mpsc::Sender<()>,
 }
 
@@ -218,6 +231,13 @@ struct Node {
     last_commit_at: Instant,
     /// Connected peers, refreshed by the stall report's tick.
     peers: usize,
+    /// Actions of a height just started, carried out by the run loop.
+    next_height: Vec<Action>,
+    metrics: Arc<Metrics>,
+    /// When the current height started (for the commit latency).
+    height_started: std::time::Instant,
+    /// The metrics server, stopped with the node.
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the data dir, resumes where the node stopped, joins the network
@@ -287,6 +307,22 @@ pub async fn start(
     );
     network_config.peers = config.peers;
     network_config.members = members;
+    // Bound before anything is spawned: an address in use is refused
+    // while nothing runs yet.
+    let metrics_listener =
+        match config.metrics_address {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+                |error| ServiceError::Metrics {
+                    address,
+                    reason: error.to_string(),
+                },
+            )?),
+            None => None,
+        };
+    let metrics_address = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr().map_err(data)?),
+        None => None,
+    };
     let (network, events) = p2p::spawn(network_config)?;
     let mempool = Mempool::new(chain_id, MempoolConfig::default());
     let (replica, actions) = Replica::new(
@@ -303,6 +339,10 @@ pub async fn start(
     let (stop_tx, stop_rx) = mpsc::channel(1);
     let (query_tx, query_rx) = mpsc::channel(256);
     let node_key = config.keypair.public();
+    let metrics = Arc::new(Metrics::new());
+    metrics.height.set(tip.height as i64);
+    let metrics_server =
+        metrics_listener.map(|listener| tokio::spawn(metrics::serve(listener, metrics.clone())));
     let mut node = Node {
         replica,
         storage,
@@ -316,11 +356,23 @@ pub async fn start(
         node_key,
         last_commit_at: Instant::now(),
         peers: 0,
+        next_height: Vec::new(),
+        metrics: metrics.clone(),
+        height_started: std::time::Instant::now(),
+        metrics_server,
     };
+    tracing::info!(
+        height = tip.height,
+        peer_id = %node.network.local_peer_id(),
+        metrics = %metrics_address.map_or("none".to_string(), |a| a.to_string()),
+        "node started"
+    );
     let handle = ServiceHandle {
         submit: submit_tx,
         query: query_tx,
         height: height_rx,
+        metrics,
+        metrics_address,
         stop: stop_tx,
     };
     let rpc_stop = match grpc_listener {
@@ -331,9 +383,13 @@ pub async fn start(
     };
     let task = tokio::spawn(async move {
         node.act(actions).await?;
+        node.observe();
         let result = node.run(events, submit_rx, query_rx, stop_rx).await;
         if let Some(rpc) = rpc_stop {
             rpc.stop().await;
+        }
+        if let Some(server) = node.metrics_server.take() {
+            server.abort();
         }
         result
     });
@@ -432,13 +488,23 @@ impl Node {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.recv() => break,
+                // The first actions of a height `act` started: carried out
+                // here, not in `act`, so that a lone validator (it decides
+                // on its own votes) does not run height after height
+                // inside one call, serving nothing else.
+                _ = std::future::ready(()), if !self.next_height.is_empty() => {
+                    let actions = std::mem::take(&mut self.next_height);
+                    self.act(actions).await?;
+                }
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     self.on_event(event).await?;
                 }
                 submit = submits.recv() => {
                     let Some((tx, reply)) = submit else { continue };
-                    match self.replica.submit(tx) {
+                    let result = self.replica.submit(tx);
+                    self.metrics.admitted(&result);
+                    match result {
                         Ok((id, actions)) => {
                             let _ = reply.send(Ok(id));
                             self.act(actions).await?;
@@ -467,14 +533,16 @@ impl Node {
                     }
                 }
                 _ = status.tick() => {
+                    let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
+                    self.metrics.peers.set(peers as i64);
                     // Say where consensus stands when no block came since
                     // the last report.
                     let height = *self.height.borrow();
-                    self.peers = self.network.connected_peers().await.map_or(0, |p| p.len());
+                    self.peers = peers;
                     if height == last_reported
                         && let Some(reason) = self.status().stall_reason
                     {
-                        eprintln!("no new block: {reason}");
+                        tracing::warn!(peers, "no new block: {reason}");
                     }
                     last_reported = height;
                 }
@@ -483,10 +551,20 @@ impl Node {
                     self.act(actions).await?;
                 }
             }
+            self.observe();
         }
         let _ = self.network.shutdown().await;
         self.storage.flush()?;
         Ok(())
+    }
+
+    /// The gauges that follow the replica: round, mempool size.
+    fn observe(&self) {
+        let round = self.replica.engine().core().round();
+        self.metrics.round.set(i64::from(round));
+        let mempool = self.replica.mempool();
+        self.metrics.mempool_txs.set(mempool.len() as i64);
+        self.metrics.mempool_bytes.set(mempool.bytes() as i64);
     }
 
     async fn on_event(&mut self, event: NetworkEvent) -> Result<(), ServiceError> {
@@ -500,6 +578,11 @@ impl Node {
                 let message = codec::decode_with_limit::<(NetMessage, u64)>(&data, data.len())
                     .map(|(message, _)| message);
                 let verdict = match &message {
+                    Ok(NetMessage::Tx(tx)) => {
+                        let (verdict, result) = self.replica.check_gossip_tx(tx);
+                        self.metrics.admitted(&result);
+                        verdict
+                    }
                     Ok(message) => self.replica.check_gossip(message),
                     Err(_) => GossipVerdict::Reject,
                 };
@@ -684,11 +767,27 @@ impl Node {
                         writes: &outcome.writes,
                         app_hash: outcome.app_hash,
                     })?;
+                    self.metrics.committed(
+                        block.header.height,
+                        certificate.round,
+                        self.height_started.elapsed().as_secs_f64(),
+                    );
                     let _ = self.height.send(block.header.height);
                     self.last_commit_at = Instant::now();
+                    tracing::info!(
+                        height = block.header.height,
+                        txs = block.txs.len(),
+                        round = certificate.round,
+                        "block stored"
+                    );
+                    self.height_started = std::time::Instant::now();
                     // Timers of the finished height are void.
                     self.timers.clear();
-                    queue.extend(self.replica.start_next_height(now_ms())?);
+                    // The engine starts the height now (whatever comes
+                    // next finds it there); its actions wait for the run
+                    // loop.
+                    self.next_height
+                        .extend(self.replica.start_next_height(now_ms())?);
                 }
                 Action::SendCommit { height, .. } => {
                     // A peer behind: gossip the commit (it reaches it, and

@@ -103,28 +103,57 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     fails(&config(0), "already open");
     // Validator 1 on validator 0's port.
     let text = std::fs::read_to_string(config(1)).unwrap();
-    let listen_1 = format!("listen = \"/ip4/127.0.0.1/tcp/{}\"", port + 1);
-    let same_port = text.replacen(
-        &listen_1,
+    let with = |from: &str, to: &str| {
+        let changed = text.replacen(from, to, 1);
+        assert_ne!(text, changed, "{from} not in\n{text}");
+        std::fs::write(config(1), &changed).unwrap();
+    };
+    with(
+        &format!("listen = \"/ip4/127.0.0.1/tcp/{}\"", port + 1),
         &format!("listen = \"/ip4/127.0.0.1/tcp/{port}\""),
-        1,
     );
-    assert_ne!(text, same_port);
-    std::fs::write(config(1), &same_port).unwrap();
     fails(&config(1), "in use");
     // Validator 1's gRPC on validator 0's.
     let grpc = |p: u16| format!("grpc_address = \"127.0.0.1:{}\"", p + GRPC_PORT_OFFSET);
-    let same_grpc = text.replacen(&grpc(port + 1), &grpc(port), 1);
-    assert_ne!(text, same_grpc);
-    std::fs::write(config(1), &same_grpc).unwrap();
+    with(&grpc(port + 1), &grpc(port));
     fails(&config(1), "cannot listen on");
-    let bad_grpc = text.replacen(&grpc(port + 1), "grpc_address = \"localhost\"", 1);
-    std::fs::write(config(1), &bad_grpc).unwrap();
+    with(&grpc(port + 1), "grpc_address = \"localhost\"");
     fails(&config(1), "not an IP address and port");
+    // Validator 1 on validator 0's metrics port.
+    let metrics_1 = format!("metrics_address = \"127.0.0.1:{}\"", port + 1001);
+    with(
+        &metrics_1,
+        &format!("metrics_address = \"127.0.0.1:{}\"", port + 1000),
+    );
+    fails(
+        &config(1),
+        &format!("cannot serve metrics on 127.0.0.1:{}", port + 1000),
+    );
+    // Not an address.
+    with(&metrics_1, "metrics_address = \"localhost\"");
+    fails(&config(1), "metrics address \"localhost\"");
     std::fs::write(config(1), &text).unwrap();
     drop(first);
     let key = net.join("validator-1/node.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     fails(&config(1), "chmod 600");
     fails(&net.join("nowhere.toml"), "cannot read config");
+    // Metrics ports past 65535.
+    let output = Command::new(NODE)
+        .args([
+            "testnet",
+            "--validators",
+            "2",
+            "--base-port",
+            "64535",
+            "--dir",
+        ])
+        .arg(dir.path().join("high"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("past 65535"), "{stderr}");
+    assert!(!dir.path().join("high").exists());
 }

@@ -54,6 +54,7 @@ impl Net {
             listen: address(self.ports[i]),
             grpc: None,
             peers,
+            metrics_address: None,
         }
     }
 }
@@ -142,4 +143,131 @@ async fn four_nodes_commit_and_a_restarted_one_resumes() {
     for dir in &net.dirs[1..] {
         assert_eq!(stored_hashes(dir.path(), genesis_hash, 9), first);
     }
+}
+
+/// `GET path` over a plain TCP connection: the status line, the headers
+/// and the body.
+fn http_get(address: std::net::SocketAddr, path: &str) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), headers.to_lowercase(), body.to_string())
+}
+
+async fn get(address: std::net::SocketAddr, path: &'static str) -> (String, String, String) {
+    // Blocking I/O off the runtime, which also runs the server.
+    tokio::task::spawn_blocking(move || http_get(address, path))
+        .await
+        .unwrap()
+}
+
+/// The value of the sample `series` (name and labels) in OpenMetrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_node_serves_its_metrics_over_http() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let net = Net {
+        genesis: support::four_validators(CHAIN, now - 1000, 500, 200, 100),
+        ports: (0..4).map(|_| free_port()).collect(),
+        dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
+    };
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let mut config = net.config(i);
+        if i == 0 {
+            config.metrics_address = Some("127.0.0.1:0".parse().unwrap());
+        }
+        nodes.push(start(config).await.unwrap());
+    }
+    assert_eq!(nodes[1].0.metrics_address, None);
+    let address = nodes[0].0.metrics_address.expect("metrics served");
+    assert_ne!(address.port(), 0);
+    let handle = nodes[0].0.clone();
+    let run = async {
+        wait_for_height(&handle, 1).await;
+        let tx = support::authorize_operator(CHAIN, 1, 99);
+        handle.submit(tx.clone()).await.unwrap().unwrap();
+        let again = handle.submit(tx).await.unwrap().unwrap_err();
+        assert_eq!(again.code(), "duplicate");
+        wait_for_height(&handle, 4).await;
+        // Peers are polled every 2 s; the transaction leaves the mempool
+        // when a block holds it.
+        loop {
+            let (_, _, body) = get(address, "/metrics").await;
+            if sample(&body, "symbiont_peers") == Some(3.0)
+                && sample(&body, "symbiont_mempool_txs") == Some(0.0)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("height 4, three peers and the transaction in a block within 60 s");
+
+    let (status, headers, body) = get(address, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        headers
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{headers}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let value = |series: &str| sample(&body, series).unwrap_or_else(|| panic!("{series}: {body}"));
+    let height = value("symbiont_height");
+    assert!(height >= 4.0, "{body}");
+    // A fresh node stored every block itself, each with its latency and
+    // round count.
+    assert!(value("symbiont_blocks_committed_total") >= height, "{body}");
+    assert!(value("symbiont_block_commit_latency_seconds_count") >= height);
+    assert!(value("symbiont_block_commit_latency_seconds_sum") > 0.0);
+    assert!(value("symbiont_rounds_per_height_count") >= height);
+    assert!(value("symbiont_rounds_per_height_sum") >= height);
+    assert!(value("symbiont_txs_admitted_total") >= 1.0, "{body}");
+    assert!(value("symbiont_txs_rejected_total{reason=\"duplicate\"}") >= 1.0);
+    assert_eq!(value("symbiont_peers"), 3.0);
+    value("symbiont_round");
+    assert_eq!(value("symbiont_mempool_txs"), 0.0, "{body}");
+    assert_eq!(value("symbiont_mempool_bytes"), 0.0, "{body}");
+
+    let (status, _, _) = get(address, "/other").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+
+    for (handle, _) in &nodes {
+        handle.stop().await;
+    }
+    for (_, task) in nodes {
+        task.await.unwrap().unwrap();
+    }
+    // Stopped: nothing listens there any more.
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+        if std::net::TcpStream::connect(address).is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the metrics server stops with the node");
 }

@@ -37,8 +37,13 @@ enum Command {
         /// transactions from anyone who can reach it).
         #[arg(long, default_value = "127.0.0.1:9090")]
         grpc_address: String,
+        /// Where Prometheus metrics are served (ip:port).
+        #[arg(long, default_value = config::DEFAULT_METRICS_ADDRESS)]
+        metrics_address: String,
     },
-    /// Run the node until SIGINT or SIGTERM. Prints a line per stored block.
+    /// Run the node until SIGINT or SIGTERM. Prints `height N` on stdout
+    /// per stored block; logs go to stderr (JSON if the config says
+    /// `log_json = true`).
     Run {
         /// The config file (see `init`).
         #[arg(long)]
@@ -55,7 +60,8 @@ enum Command {
         full_nodes: usize,
         #[arg(long)]
         dir: PathBuf,
-        /// The first node's p2p port; the others follow.
+        /// The first node's p2p port; the others follow. Metrics ports are
+        /// the p2p ports + 1000.
         #[arg(long, default_value_t = 26656)]
         base_port: u16,
         /// Print the nodes as JSON.
@@ -82,7 +88,8 @@ fn run(args: Args) -> Result<()> {
             key,
             listen,
             grpc_address,
-        } => init(&dir, &genesis, key, listen, grpc_address),
+            metrics_address,
+        } => init(&dir, &genesis, key, listen, grpc_address, metrics_address),
         Command::Run { config } => run_node(&config),
         Command::Testnet {
             validators,
@@ -98,11 +105,12 @@ fn run(args: Args) -> Result<()> {
             } else {
                 for node in nodes {
                     println!(
-                        "{}  {}  p2p {}  grpc {}",
+                        "{}  {}  p2p {}  grpc {}  metrics {}",
                         node.name,
                         node.config.display(),
                         node.listen,
-                        node.grpc
+                        node.grpc,
+                        node.metrics_address
                     );
                 }
             }
@@ -117,6 +125,7 @@ fn init(
     key: Option<PathBuf>,
     listen: String,
     grpc_address: String,
+    metrics_address: String,
 ) -> Result<()> {
     let config_path = dir.join("config.toml");
     if config_path.exists() {
@@ -142,6 +151,7 @@ fn init(
         data_dir: "data".into(),
         listen,
         grpc_address: Some(grpc_address),
+        metrics_address: Some(metrics_address),
         log_json: false,
         peers: vec![],
     };
@@ -150,8 +160,28 @@ fn init(
     Ok(())
 }
 
+/// Logs to stderr, from `info` up (the node's own) and `warn` up (its
+/// libraries'): text, or one JSON object per line.
+fn install_logging(json: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = Targets::new()
+        .with_target("symbiont_node", LevelFilter::INFO)
+        .with_target("symbiont_contracts", LevelFilter::INFO)
+        .with_default(LevelFilter::WARN);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry.with(layer.json()).init();
+    } else {
+        registry.with(layer).init();
+    }
+}
+
 fn run_node(config_path: &Path) -> Result<()> {
-    let config = config::load(config_path)?;
+    let node_config = config::read(config_path)?;
+    let config = config::service_config(config_path, &node_config)?;
+    install_logging(node_config.log_json);
     // Two workers: the node task blocks its thread while it syncs the
     // disk (storage, WAL, sign state); the swarm and the gRPC server go on
     // on the other.

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
-use symbiont_node::config::GRPC_PORT_OFFSET;
+use symbiont_node::config::{GRPC_PORT_OFFSET, METRICS_PORT_OFFSET};
 use symbiont_node::storage::Storage;
 use symbiont_proto::v1::node_client::NodeClient;
 
 pub const NODE: &str = env!("CARGO_BIN_EXE_symbiont-node");
 
-/// `count` consecutive free p2p ports and their gRPC ports (checked, not
-/// reserved).
+/// `count` consecutive free p2p ports and their gRPC and metrics ports
+/// (checked, not reserved).
 pub fn base_port(count: u16) -> u16 {
     let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
     loop {
@@ -27,7 +27,11 @@ pub fn base_port(count: u16) -> u16 {
             .unwrap()
             .port();
         if first < 60000
-            && (0..count).all(|i| (i == 0 || free(first + i)) && free(first + GRPC_PORT_OFFSET + i))
+            && (0..count).all(|i| {
+                (i == 0 || free(first + i))
+                    && free(first + GRPC_PORT_OFFSET + i)
+                    && free(first + METRICS_PORT_OFFSET + i)
+            })
         {
             return first;
         }
