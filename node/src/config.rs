@@ -196,7 +196,6 @@ pub const METRICS_PORT_OFFSET: u16 = 1000;
 /// each firm's admin key. P2p ports `base_port`, `base_port + 1`, ...;
 /// gRPC and metrics ports `GRPC_PORT_OFFSET` and `METRICS_PORT_OFFSET`
 /// above them.
-
 pub fn testnet(
     dir: &Path,
     validators: usize,

@@ -14,13 +14,17 @@ use std::time::Duration;
 use symbiont_node::config::GRPC_PORT_OFFSET;
 
 mod support;
-use support::testnet::{NODE, Process, assert_no_fork, base_port, genesis, run, testnet, wait};
+use support::testnet::{
+    Load, NODE, Process, assert_no_fork, authorize_operators, base_port, client, genesis, run,
+    stored_tx_ids, testnet, wait,
+};
 
 #[test]
 fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("net");
-    testnet(&net, 4, 0, base_port(4));
+    let port = base_port(4);
+    testnet(&net, 4, 0, port);
     let config = |i: usize| net.join(format!("validator-{i}/config.toml"));
     let heights: Vec<Arc<Mutex<u64>>> = (0..4).map(|_| Arc::new(Mutex::new(0))).collect();
     let height = |i: usize| *heights[i].lock().unwrap();
@@ -43,6 +47,29 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
         height(2).max(height(3)) <= stalled + 1,
         "no quorum, yet blocks were stored"
     );
+    // A live node's status says why: the two dead validators' votes are
+    // missing.
+    let genesis = genesis(&net);
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let request = symbiont_proto::v1::StatusRequest {};
+            client(port, 2)
+                .await
+                .status(request)
+                .await
+                .unwrap()
+                .into_inner()
+        });
+    let reason = &status.stall_reason;
+    for (i, node) in genesis.nodes.iter().enumerate() {
+        let key = node.key.to_string();
+        assert_eq!(reason.contains(&key), i < 2, "{i} {reason}");
+    }
+    assert!(reason.contains("2 of 4 voting power"), "{reason}");
+    assert!(status.ms_since_last_commit >= 2000, "{status:?}");
     for i in [0, 1] {
         nodes[i] = run(&config(i), heights[i].clone());
     }
@@ -72,7 +99,7 @@ fn validators_killed_and_restarted_keep_the_network_going_without_a_fork() {
     let dirs: Vec<_> = (0..4)
         .map(|i| net.join(format!("validator-{i}/data")))
         .collect();
-    assert!(assert_no_fork(&dirs, &genesis(&net)) as u64 >= target);
+    assert!(assert_no_fork(&dirs, &genesis) as u64 >= target);
 }
 
 /// What an operator gets wrong gives one line on stderr and exit code 1,
@@ -156,4 +183,76 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("past 65535"), "{stderr}");
     assert!(!dir.path().join("high").exists());
+}
+
+/// A crash soak: a lone validator (it commits alone) under a load of
+/// offers over gRPC, killed with SIGKILL at random moments, many times.
+/// After each kill its data dir opens (the storage checks it at open) with
+/// every block the node reported stored (it prints `height N` only after
+/// the flush) and every transaction reported committed in its block; then
+/// it runs again and the load goes on.
+#[test]
+fn a_validator_killed_at_random_under_load_loses_no_committed_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let port = base_port(1);
+    testnet(&net, 1, 0, port);
+    let genesis = genesis(&net);
+    let config = net.join("validator-0/config.toml");
+    let data = net.join("validator-0/data");
+    let height = Arc::new(Mutex::new(0));
+    let mut node = run(&config, height.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut clients = vec![client(port, 0).await];
+        let (_, operators) = authorize_operators(&net, &genesis, &mut clients, 1, 8).await;
+        let mut load = Load::new(&genesis.chain_id, operators);
+        let mut seed = 0x9e37_79b9_u64;
+        let mut kills = 0;
+        while kills < 12 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let after = Duration::from_millis(200 + (seed >> 33) % 1000);
+            tokio::join!(
+                load.run_for(&clients, 8, after + Duration::from_millis(50)),
+                async {
+                    tokio::time::sleep(after).await;
+                    node.kill();
+                }
+            );
+            kills += 1;
+            let reported = *height.lock().unwrap();
+            let (ids, _) = stored_tx_ids(&data, &genesis);
+            assert!(
+                ids.len() as u64 >= reported,
+                "kill {kills}: height {reported} was reported stored, {} is",
+                ids.len()
+            );
+            for (id, h, index) in &load.committed {
+                assert_eq!(
+                    ids.get(*h as usize - 1)
+                        .and_then(|b| b.get(*index as usize)),
+                    Some(id),
+                    "kill {kills}: a committed transaction is missing"
+                );
+            }
+            node = run(&config, height.clone());
+        }
+        load.drain(&clients, Duration::from_secs(60)).await;
+        assert!(
+            load.committed.len() > 100,
+            "{} committed",
+            load.committed.len()
+        );
+        eprintln!(
+            "{kills} kills; {} transactions committed; height {}",
+            load.committed.len(),
+            *height.lock().unwrap()
+        );
+    });
 }

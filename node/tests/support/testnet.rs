@@ -215,6 +215,70 @@ pub fn firm_key(net: &Path, i: usize) -> symbiont_contracts::keys::Keypair {
     symbiont_node::keyfile::read(&net.join(format!("firms/firm-{i}.pem"))).unwrap()
 }
 
+/// The admins of firms `0..firms` each authorize `per_firm` operator keys,
+/// firm i through `clients[i % clients.len()]`; returns once all are
+/// committed (asking the last client), with the transactions and the keys.
+pub async fn authorize_operators(
+    net: &Path,
+    genesis: &Genesis,
+    clients: &mut [Client],
+    firms: usize,
+    per_firm: usize,
+) -> (
+    Vec<symbiont_contracts::tx::SignedTx>,
+    Vec<symbiont_contracts::keys::Keypair>,
+) {
+    use symbiont_contracts::keys::Keypair;
+    use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
+    use symbiont_proto::v1::{GetTxRequest, SubmitTxRequest, TxState};
+    let mut txs = Vec::new();
+    let mut keys = Vec::new();
+    for firm in 0..firms {
+        let admin = firm_key(net, firm);
+        for j in 0..per_firm {
+            let key = Keypair::from_seed([(100 + 10 * firm + j) as u8; 32]);
+            let tx = SignedTx::sign(
+                TxBody {
+                    chain_id: genesis.chain_id.clone(),
+                    nonce: j as u64 + 1,
+                    kind: TxKind::AuthorizeKey {
+                        firm: format!("firm-{firm}"),
+                        key: key.public(),
+                        role: KeyRole::Operator,
+                    },
+                },
+                &admin,
+            );
+            let request = SubmitTxRequest { tx: tx.to_bytes() };
+            let c = firm % clients.len();
+            let response = clients[c].submit_tx(request).await.unwrap().into_inner();
+            assert_eq!(response.tx_id, tx.id().0.to_vec());
+            txs.push(tx);
+            keys.push(key);
+        }
+    }
+    let start = Instant::now();
+    let last = clients.len() - 1;
+    for tx in &txs {
+        loop {
+            let request = GetTxRequest {
+                tx_id: tx.id().0.to_vec(),
+            };
+            let answer = clients[last].get_tx(request).await.unwrap().into_inner();
+            if answer.state() == TxState::Committed {
+                assert_eq!(answer.error, "", "an operator was not authorized");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "setup not committed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    (txs, keys)
+}
+
 impl LoadSigner {
     /// An offer with the next nonce.
     fn next_tx(&self) -> symbiont_contracts::tx::SignedTx {
