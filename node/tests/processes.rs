@@ -255,4 +255,22 @@ fn a_validator_killed_at_random_under_load_loses_no_committed_block() {
             *height.lock().unwrap()
         );
     });
+    // SIGTERM: a clean stop, soon, even for a lone validator that decides
+    // as fast as it can.
+    let term = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "SIGTERM ignored");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let reported = *height.lock().unwrap();
+    assert!(stored_tx_ids(&data, &genesis).0.len() as u64 >= reported);
 }
