@@ -233,6 +233,8 @@ struct Node {
     peers: usize,
     /// Actions of a height just started, carried out by the run loop.
     next_height: Vec<Action>,
+    /// The member nodes' peer ids the swarm admits, as of our tip.
+    members: Vec<PeerId>,
     metrics: Arc<Metrics>,
     /// When the current height started (for the commit latency).
     height_started: std::time::Instant,
@@ -295,10 +297,7 @@ pub async fn start(
         chain.validators().clone(),
         chain.excluded_proposers(),
     )?;
-    let members: Vec<PeerId> = exec::current_nodes(chain.state())
-        .iter()
-        .map(|n| p2p::peer_id_of(&n.key))
-        .collect();
+    let members = member_peers(chain.state());
     let chain_id = chain.chain_id().to_string();
     let mut network_config = NetworkConfig::new(
         Keypair::from_seed(config.keypair.seed()),
@@ -306,7 +305,7 @@ pub async fn start(
         &chain_id,
     );
     network_config.peers = config.peers;
-    network_config.members = members;
+    network_config.members = members.clone();
     // Bound before anything is spawned: an address in use is refused
     // while nothing runs yet.
     let metrics_listener =
@@ -357,6 +356,7 @@ pub async fn start(
         last_commit_at: Instant::now(),
         peers: 0,
         next_height: Vec::new(),
+        members,
         metrics: metrics.clone(),
         height_started: std::time::Instant::now(),
         metrics_server,
@@ -394,6 +394,14 @@ pub async fn start(
         result
     });
     Ok((handle, task))
+}
+
+/// The peer ids of the member nodes in `state`.
+fn member_peers(state: &symbiont_contracts::state::State) -> Vec<PeerId> {
+    exec::current_nodes(state)
+        .iter()
+        .map(|n| p2p::peer_id_of(&n.key))
+        .collect()
 }
 
 /// What a stalled height waits for, in words an operator can act on.
@@ -774,6 +782,14 @@ impl Node {
                     );
                     let _ = self.height.send(block.header.height);
                     self.last_commit_at = Instant::now();
+                    // Governance may have added or removed a node: the
+                    // swarm admits the members of the new tip.
+                    let members = member_peers(self.replica.chain().state());
+                    if members != self.members {
+                        tracing::info!(members = members.len(), "membership changed");
+                        self.members = members.clone();
+                        self.network.set_members(members).await?;
+                    }
                     tracing::info!(
                         height = block.header.height,
                         txs = block.txs.len(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::kinds::GovAction;
 use symbiont_contracts::tx::{SignedTx, TxBody, TxKind};
 use symbiont_proto::v1::{GetTxRequest, StatusRequest, SubmitTxRequest, TxState};
 
@@ -35,6 +36,14 @@ async fn state_of(client: &mut Client, id: Hash) -> (TxState, u64, u32, String) 
         .unwrap()
         .into_inner();
     (answer.state(), answer.height, answer.index, answer.error)
+}
+
+async fn wait_async(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[test]
@@ -269,6 +278,68 @@ fn a_park_under_load_loses_nothing_when_a_validator_dies() {
             load.committed.len(),
             load.refused
         );
+
+        // Governance removes the full node: the firms' admins pass the
+        // proposal (4 of 5), the members' swarms drop it, and it hears no
+        // more blocks.
+        let propose = SignedTx::sign(
+            TxBody {
+                chain_id: genesis.chain_id.clone(),
+                nonce: OPERATORS_PER_FIRM as u64 + 1,
+                kind: TxKind::Propose {
+                    action: GovAction::RemoveNode {
+                        id: "full-0".into(),
+                    },
+                    expires_ms: u64::MAX / 2,
+                },
+            },
+            &firm_key(&net, 0),
+        );
+        let mut votes = vec![propose.clone()];
+        for firm in 1..4 {
+            votes.push(SignedTx::sign(
+                TxBody {
+                    chain_id: genesis.chain_id.clone(),
+                    nonce: OPERATORS_PER_FIRM as u64 + 1,
+                    kind: TxKind::Vote {
+                        proposal: propose.id(),
+                        approve: true,
+                    },
+                },
+                &firm_key(&net, firm),
+            ));
+        }
+        for tx in &votes {
+            clients[0]
+                .submit_tx(SubmitTxRequest { tx: tx.to_bytes() })
+                .await
+                .unwrap();
+        }
+        let start = Instant::now();
+        for tx in &votes {
+            while state_of(&mut clients[1], tx.id()).await.0 != TxState::Committed {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "votes not committed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(state_of(&mut clients[1], tx.id()).await.3, "");
+        }
+        let removed_at = height(0);
+        wait_async("the validators go on", Duration::from_secs(30), || {
+            height(0) >= removed_at + 5
+        })
+        .await;
+        let status = clients[4]
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            status.height <= removed_at + 2,
+            "a removed node still hears blocks"
+        );
         (setup, load)
     });
     for node in &mut nodes {
@@ -278,7 +349,10 @@ fn a_park_under_load_loses_nothing_when_a_validator_dies() {
         .iter()
         .map(|n| net.join(format!("{n}/data")))
         .collect();
-    let common = assert_no_fork(&dirs, &genesis);
+    // No fork anywhere (the removed full node holds a prefix); the
+    // validators hold all they reported.
+    assert_no_fork(&dirs, &genesis);
+    let common = assert_no_fork(&dirs[..4], &genesis);
     assert!(common as u64 >= height(0).saturating_sub(2));
     // Every transaction ever reported committed is in the stored blocks,
     // where it was reported; no node signed two votes for one step (which
