@@ -61,6 +61,48 @@ pub struct ConsensusParams {
     pub max_clock_drift_ms: u64,
 }
 
+/// The largest `max_block_bytes` a network may set: a block with its
+/// certificate must fit one gossip message and one sync response, which
+/// the nodes bound in advance.
+pub const MAX_BLOCK_BYTES: u32 = 8 << 20;
+
+impl ConsensusParams {
+    /// The rules of genesis and of governance's `SetConsensus`: timeouts,
+    /// `max_block_txs` and the clock drift above zero; `max_block_bytes`
+    /// holds one largest transaction and is at most `MAX_BLOCK_BYTES`.
+    pub fn check(&self) -> Result<(), GenesisError> {
+        let positive = [
+            ("timeout_propose_ms", self.timeout_propose_ms),
+            ("timeout_prevote_ms", self.timeout_prevote_ms),
+            ("timeout_precommit_ms", self.timeout_precommit_ms),
+            ("timeout_delta_ms", self.timeout_delta_ms),
+            ("max_block_txs", u64::from(self.max_block_txs)),
+            ("max_clock_drift_ms", self.max_clock_drift_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(GenesisError::BadParameter {
+                    name,
+                    rule: "must be above 0".into(),
+                });
+            }
+        }
+        if (self.max_block_bytes as usize) < MAX_TX_BYTES {
+            return Err(GenesisError::BadParameter {
+                name: "max_block_bytes",
+                rule: format!("must hold at least one largest transaction ({MAX_TX_BYTES} bytes)"),
+            });
+        }
+        if self.max_block_bytes > MAX_BLOCK_BYTES {
+            return Err(GenesisError::BadParameter {
+                name: "max_block_bytes",
+                rule: format!("must be at most {MAX_BLOCK_BYTES} bytes"),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Firm {
@@ -231,30 +273,7 @@ impl Genesis {
     }
 
     fn validate_consensus(&self) -> Result<(), GenesisError> {
-        let params = &self.consensus;
-        let positive = [
-            ("timeout_propose_ms", params.timeout_propose_ms),
-            ("timeout_prevote_ms", params.timeout_prevote_ms),
-            ("timeout_precommit_ms", params.timeout_precommit_ms),
-            ("timeout_delta_ms", params.timeout_delta_ms),
-            ("max_block_txs", u64::from(params.max_block_txs)),
-            ("max_clock_drift_ms", params.max_clock_drift_ms),
-        ];
-        for (name, value) in positive {
-            if value == 0 {
-                return Err(GenesisError::BadParameter {
-                    name,
-                    rule: "must be above 0".into(),
-                });
-            }
-        }
-        if (params.max_block_bytes as usize) < MAX_TX_BYTES {
-            return Err(GenesisError::BadParameter {
-                name: "max_block_bytes",
-                rule: format!("must hold at least one largest transaction ({MAX_TX_BYTES} bytes)"),
-            });
-        }
-        Ok(())
+        self.consensus.check()
     }
 
     fn validate_firms(&self) -> Result<(), GenesisError> {

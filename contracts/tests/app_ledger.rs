@@ -434,14 +434,28 @@ fn governance_adds_and_removes_nodes_and_sets_consensus_parameters() {
     pass(&mut park, GovAction::SetConsensus(consensus.clone()));
     let params: exec::Params = park.state.get(&Key::Params).unwrap();
     assert_eq!(params.consensus, consensus);
+    let refused = Err(AppError::Invalid {
+        field: "consensus",
+        rule: symbiont_contracts::exec::CONSENSUS_RULE,
+    });
+    // The genesis rules, each: a zero delta, a block above 8 MiB.
+    let mut zero_delta = consensus.clone();
+    zero_delta.timeout_delta_ms = 0;
+    assert_eq!(
+        vote_through(&mut park, GovAction::SetConsensus(zero_delta)),
+        refused
+    );
+    let mut huge = consensus.clone();
+    huge.max_block_bytes = symbiont_contracts::genesis::MAX_BLOCK_BYTES + 1;
+    assert_eq!(
+        vote_through(&mut park, GovAction::SetConsensus(huge)),
+        refused
+    );
     consensus.max_block_txs = 0;
     let before = park.snapshot();
     assert_eq!(
         vote_through(&mut park, GovAction::SetConsensus(consensus)),
-        Err(AppError::Invalid {
-            field: "consensus",
-            rule: "timeouts, block size and drift above 0; blocks hold a largest transaction",
-        })
+        refused
     );
     // Only the open proposal and its votes were recorded.
     let params: exec::Params = park.state.get(&Key::Params).unwrap();

@@ -346,6 +346,19 @@ fn bad_consensus_parameters() {
             )
         },
     );
+    // Above 8 MiB: a block would not fit a gossip message.
+    expect_error(
+        minimal().replace("max_block_bytes = 1048576", "max_block_bytes = 8388609"),
+        |e| {
+            matches!(
+                e,
+                GenesisError::BadParameter {
+                    name: "max_block_bytes",
+                    ..
+                }
+            )
+        },
+    );
     expect_error(
         minimal().replace("max_block_txs = 100\n", ""),
         |e| matches!(e, GenesisError::Parse(m) if m.contains("max_block_txs")),

@@ -62,6 +62,9 @@ pub const STALL_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// certificates (the network refuses responses above 16 MiB).
 pub const SYNC_BATCH: u64 = 64;
 pub const SYNC_BATCH_BYTES: usize = 8 << 20;
+/// The largest gossip payload: a block of the largest size a network may
+/// set, with its proposal or certificate around it.
+pub const GOSSIP_MESSAGE_BYTES: u32 = symbiont_contracts::genesis::MAX_BLOCK_BYTES + (256 << 10);
 /// Sled's cache.
 pub const STORAGE_CACHE_BYTES: u64 = 64 << 20;
 
@@ -305,6 +308,11 @@ pub async fn start(
         &chain_id,
     );
     network_config.peers = config.peers;
+    // A proposal or commit carries a whole block: room for the largest
+    // any network may set (governance can raise it up to that bound), and
+    // for the message around it. Proposals above the current
+    // `max_block_bytes` are rejected by the gossip check.
+    network_config.max_message_bytes = GOSSIP_MESSAGE_BYTES;
     network_config.members = members.clone();
     // Bound before anything is spawned: an address in use is refused
     // while nothing runs yet.

@@ -271,3 +271,109 @@ async fn a_node_serves_its_metrics_over_http() {
     }
     assert!(closed, "the metrics server stops with the node");
 }
+
+/// A member node that floods the consensus topic with garbage, oversize
+/// messages, votes for far-future heights (signed by a real validator, as
+/// a Byzantine one would) and votes by a non-validator neither crashes nor
+/// stalls the four validators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
+    use symbiont_node::consensus::signed::Message;
+    use symbiont_node::consensus::signed::{SignedVote, vote_sign_bytes};
+    use symbiont_node::consensus::types::{Vote, VoteType};
+    use symbiont_node::p2p::{NetworkConfig, Topic, spawn};
+    use symbiont_node::replica::NetMessage;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let attacker = key(20);
+    let mut genesis = support::four_validators(CHAIN, now - 1000, 500, 200, 100);
+    genesis.nodes.push(symbiont_contracts::genesis::Node {
+        id: "nx".into(),
+        firm: "a".into(),
+        site: "Site".into(),
+        key: attacker.public(),
+        validator: false,
+        power: 0,
+    });
+    let net = Net {
+        genesis,
+        ports: (0..4).map(|_| free_port()).collect(),
+        dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
+    };
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let mut config = net.config(i);
+        config
+            .peers
+            .push((peer_id_of(&attacker.public()), address(free_port())));
+        nodes.push(start(config).await.unwrap());
+    }
+    let mut members: Vec<_> = (11..=14).map(|s| peer_id_of(&key(s).public())).collect();
+    members.push(peer_id_of(&attacker.public()));
+    let mut config = NetworkConfig::new(Keypair::from_seed([20; 32]), address(0), CHAIN);
+    config.peers = (0..4)
+        .map(|j| {
+            (
+                peer_id_of(&key(11 + j as u8).public()),
+                address(net.ports[j]),
+            )
+        })
+        .collect();
+    config.members = members;
+    config.max_message_bytes = 12 << 20;
+    let (network, mut events) = spawn(config).unwrap();
+    // Its own inbox is drained and never validated.
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let run = async {
+        wait_for_height(&nodes[0].0, 2).await;
+        let start_height = *nodes[0].0.height.borrow();
+        let far_vote = |seed: u8, height: u64, n: u64| {
+            let vote = Vote {
+                height,
+                round: n as u32,
+                vote_type: VoteType::Prevote,
+                value: None,
+                validator: key(seed).public(),
+            };
+            let signature = key(seed).sign(&vote_sign_bytes(CHAIN, &vote));
+            codec::encode(&(
+                NetMessage::Consensus(Message::Vote(SignedVote { vote, signature })),
+                n,
+            ))
+        };
+        let mut n = 0u64;
+        let mut published = 0;
+        while *nodes[0].0.height.borrow() < start_height + 8 {
+            n += 1;
+            let mut garbage = vec![0u8; 2000];
+            for (i, byte) in garbage.iter_mut().enumerate() {
+                *byte = (n as usize * 31 + i * 17) as u8;
+            }
+            let messages = [
+                garbage,
+                vec![0xff; 10 << 20],
+                far_vote(12, 1_000_000_000 + n, n),
+                far_vote(12, start_height + 5, n),
+                far_vote(20, start_height + 1, n),
+            ];
+            for message in messages {
+                // Refused locally only when no peer is subscribed yet.
+                published += network.publish(Topic::Consensus, message).await.is_ok() as u32;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        published
+    };
+    let published = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the validators go on under the flood");
+    assert!(published >= 20, "only {published} flood messages went out");
+    for (handle, _) in &nodes {
+        handle.stop().await;
+    }
+    for (_, task) in nodes {
+        task.await.unwrap().unwrap();
+    }
+}

@@ -346,16 +346,10 @@ pub(super) fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
             state.put(&Key::Node(node.clone()), &updated);
         }
         GovAction::SetConsensus(params) => {
-            let positive = params.timeout_propose_ms > 0
-                && params.timeout_prevote_ms > 0
-                && params.timeout_precommit_ms > 0
-                && params.max_block_txs > 0
-                && params.max_clock_drift_ms > 0
-                && params.max_block_bytes as usize >= MAX_TX_BYTES;
-            if !positive {
+            if params.check().is_err() {
                 return Err(AppError::Invalid {
                     field: "consensus",
-                    rule: "timeouts, block size and drift above 0; blocks hold a largest transaction",
+                    rule: CONSENSUS_RULE,
                 });
             }
             let mut current: Params = state.get(&Key::Params).expect("params from genesis");
@@ -366,3 +360,8 @@ pub(super) fn apply_action(state: &mut State, action: &GovAction) -> AppResult {
     }
     Ok(())
 }
+
+/// Why a `SetConsensus` is refused: the genesis rules
+/// (`ConsensusParams::check`).
+pub const CONSENSUS_RULE: &str = "timeouts, max_block_txs and the clock drift above 0; \
+     max_block_bytes from one largest transaction up to 8 MiB (the genesis rules)";

@@ -32,6 +32,7 @@ mod error;
 mod ledger;
 mod market;
 mod membership;
+pub use membership::CONSENSUS_RULE;
 mod pools;
 
 use crate::genesis::{ConsensusParams, Firm, Genesis, Node, ResourceKind};

@@ -201,7 +201,7 @@ pub struct LoadSigner {
     pub next_nonce: u64,
     /// Submitted, not yet seen committed: id, bytes, last submitted.
     pub in_flight: std::collections::VecDeque<(Hash, Vec<u8>, Instant)>,
-    /// Which client gets the next transaction.
+    /// Which client this signer sends to (another one after a resend).
     turn: usize,
     committed: Vec<(Hash, u64, u32)>,
     latencies: Vec<Duration>,
@@ -305,16 +305,17 @@ impl LoadSigner {
         )
     }
 
-    /// Tops up to `depth` in flight, sending to `clients` in turn, sends a
-    /// transaction again when it waited `resend_after` (its node may have
-    /// died before gossiping it), then collects what committed, asking
-    /// `clients[0]`.
+    /// Tops up to `depth` in flight, sending to its client, sends a
+    /// transaction again (to the next client) when it waited
+    /// `resend_after` (its node may have died before gossiping it), then
+    /// collects what committed, asking `clients[0]`.
     async fn step(&mut self, clients: &mut [Client], depth: usize, resend_after: Duration) {
         use symbiont_proto::v1::{GetTxRequest, SubmitTxRequest, TxState};
         while self.in_flight.len() < depth {
             let tx = self.next_tx();
             let bytes = tx.to_bytes();
-            self.turn += 1;
+            // A signer talks to one node (as a firm's client would), so
+            // its nonces reach the proposers in order.
             let c = self.turn % clients.len();
             match clients[c]
                 .submit_tx(SubmitTxRequest { tx: bytes.clone() })
