@@ -10,7 +10,7 @@ use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::kinds::GovAction;
 use crate::state::{self, Key, KeyRecord, Licence, Proposal, ProposalStatus, Role, State};
-use crate::tx::{KeyRole, MAX_TX_BYTES};
+use crate::tx::KeyRole;
 
 impl Ctx<'_> {
     pub(super) fn authorize_key(
