@@ -161,6 +161,14 @@ fn bad_setups_give_a_one_line_error_and_exit_1() {
     fails(&config(1), "metrics address \"localhost\"");
     std::fs::write(config(1), &text).unwrap();
     drop(first);
+    // Validator 0's data dir with another genesis (a later start time).
+    let genesis_path = net.join("genesis.toml");
+    let genesis_text = std::fs::read_to_string(&genesis_path).unwrap();
+    let other = genesis_text.replacen("genesis_time_ms = ", "genesis_time_ms = 1", 1);
+    assert_ne!(genesis_text, other);
+    std::fs::write(&genesis_path, other).unwrap();
+    fails(&config(0), "belongs to genesis");
+    std::fs::write(&genesis_path, genesis_text).unwrap();
     let key = net.join("validator-1/node.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     fails(&config(1), "chmod 600");
