@@ -90,7 +90,7 @@ fn a_park_under_load_loses_nothing_when_a_validator_dies() {
         .connect()
         .await
         .unwrap();
-        let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
             .check(tonic_health::pb::HealthCheckRequest {
                 service: "symbiont.v1.Node".into(),
             })
@@ -103,14 +103,6 @@ fn a_park_under_load_loses_nothing_when_a_validator_dies() {
         );
 
         // Server reflection lists the API without the .proto files.
-        let channel = tonic::transport::Endpoint::from_shared(format!(
-            "http://127.0.0.1:{}",
-            port + symbiont_node::config::GRPC_PORT_OFFSET
-        ))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
         use tonic_reflection::pb::v1::{
             ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
             server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,

@@ -36,7 +36,24 @@ struct Net {
     dirs: Vec<tempfile::TempDir>,
 }
 
+/// The four validators of `support`, with a genesis a second ago.
+fn four_validators_now() -> symbiont_contracts::genesis::Genesis {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    support::four_validators(CHAIN, now - 1000, 500, 200, 100)
+}
+
 impl Net {
+    fn new(genesis: symbiont_contracts::genesis::Genesis) -> Net {
+        Net {
+            genesis,
+            ports: (0..4).map(|_| free_port()).collect(),
+            dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
+        }
+    }
+
     fn config(&self, i: usize) -> ServiceConfig {
         let peers = (0..4)
             .filter(|j| *j != i)
@@ -85,15 +102,7 @@ fn stored_hashes(
 
 #[tokio::test]
 async fn four_nodes_commit_and_a_restarted_one_resumes() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let net = Net {
-        genesis: support::four_validators(CHAIN, now - 1000, 500, 200, 100),
-        ports: (0..4).map(|_| free_port()).collect(),
-        dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
-    };
+    let net = Net::new(four_validators_now());
     let mut nodes = Vec::new();
     for i in 0..4 {
         nodes.push(start(net.config(i)).await.unwrap());
@@ -181,15 +190,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn a_node_serves_its_metrics_over_http() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let net = Net {
-        genesis: support::four_validators(CHAIN, now - 1000, 500, 200, 100),
-        ports: (0..4).map(|_| free_port()).collect(),
-        dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
-    };
+    let net = Net::new(four_validators_now());
     let mut nodes = Vec::new();
     for i in 0..4 {
         let mut config = net.config(i);
@@ -283,12 +284,8 @@ async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
     use symbiont_node::consensus::types::{Vote, VoteType};
     use symbiont_node::p2p::{NetworkConfig, Topic, spawn};
     use symbiont_node::replica::NetMessage;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let attacker = key(20);
-    let mut genesis = support::four_validators(CHAIN, now - 1000, 500, 200, 100);
+    let mut genesis = four_validators_now();
     genesis.nodes.push(symbiont_contracts::genesis::Node {
         id: "nx".into(),
         firm: "a".into(),
@@ -297,11 +294,7 @@ async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
         validator: false,
         power: 0,
     });
-    let net = Net {
-        genesis,
-        ports: (0..4).map(|_| free_port()).collect(),
-        dirs: (0..4).map(|_| tempfile::tempdir().unwrap()).collect(),
-    };
+    let net = Net::new(genesis);
     let mut nodes = Vec::new();
     for i in 0..4 {
         let mut config = net.config(i);
