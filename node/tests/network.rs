@@ -289,9 +289,25 @@ fn a_park_under_load_loses_nothing_when_a_validator_dies() {
         }
 
         // Each node answers for the last transactions committed (all of
-        // them are checked in the stored blocks below); the bad ones are
-        // nowhere.
+        // them are checked in the stored blocks below), once it holds
+        // their blocks; the bad ones are nowhere.
+        let last = load.committed.iter().map(|(_, h, _)| *h).max().unwrap();
         for client in clients.iter_mut() {
+            let start = Instant::now();
+            while client
+                .status(StatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .height
+                < last
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "a node stays behind"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             for (id, h, index) in load.committed.iter().rev().take(20) {
                 let (state, at, place, error) = state_of(client, *id).await;
                 assert_eq!(
