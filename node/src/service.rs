@@ -161,9 +161,14 @@ pub struct NodeStatus {
 /// No block for this long and the status says why.
 pub const STALL_AFTER: Duration = Duration::from_secs(2);
 
+/// A read of the node's state, run by the node task (so it sees one
+/// consistent state, between two blocks).
+type Read = Box<dyn FnOnce(&Replica) + Send>;
+
 enum Query {
     Tx(Hash, oneshot::Sender<TxStatus>),
     Status(oneshot::Sender<NodeStatus>),
+    Read(Read),
 }
 
 /// Talks to a running node.
@@ -198,6 +203,21 @@ impl ServiceHandle {
     pub async fn status(&self) -> Option<NodeStatus> {
         let (reply, answer) = oneshot::channel();
         self.query.send(Query::Status(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Runs `read` on the node task against the replica (its chain state
+    /// after the last block, mempool, engine) and returns its answer. Keep
+    /// it short: consensus waits meanwhile. None: the node has stopped.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Replica) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (reply, answer) = oneshot::channel();
+        let query = Query::Read(Box::new(move |replica: &Replica| {
+            let _ = reply.send(read(replica));
+        }));
+        self.query.send(query).await.ok()?;
         answer.await.ok()
     }
 
@@ -532,6 +552,7 @@ impl Node {
                     match query {
                         Some(Query::Tx(id, reply)) => { let _ = reply.send(self.tx_status(&id)); }
                         Some(Query::Status(reply)) => { let _ = reply.send(self.status()); }
+                        Some(Query::Read(read)) => read(&self.replica),
                         None => {}
                     }
                 }

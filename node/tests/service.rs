@@ -119,6 +119,21 @@ async fn four_nodes_commit_and_a_restarted_one_resumes() {
         for (handle, _) in &nodes {
             wait_for_height(handle, 5).await;
         }
+        // A read runs on the node task, against the state of its tip.
+        let (tip, receipt) = nodes[2]
+            .0
+            .read(move |replica| {
+                let state = replica.chain().state();
+                let id = tx.id();
+                (
+                    replica.chain().tip().height,
+                    symbiont_contracts::exec::receipt(state, &id),
+                )
+            })
+            .await
+            .unwrap();
+        assert!(tip >= 5);
+        assert!(receipt.is_some_and(|r| r.error.is_none() && r.height <= tip));
     };
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
