@@ -4,6 +4,7 @@ pub mod block;
 pub mod chain;
 pub mod config;
 pub mod consensus;
+pub mod events;
 pub mod keyfile;
 pub mod mempool;
 pub mod metrics;

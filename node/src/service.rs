@@ -404,9 +404,10 @@ pub async fn start(
         stop: stop_tx,
     };
     let rpc_stop = match grpc_listener {
-        Some(listener) => {
-            Some(crate::rpc::spawn(listener, handle.clone()).map_err(ServiceError::Rpc)?)
-        }
+        Some(listener) => Some(
+            crate::rpc::spawn(listener, handle.clone(), node.storage.reader())
+                .map_err(ServiceError::Rpc)?,
+        ),
         None => None,
     };
     let task = tokio::spawn(async move {
@@ -796,6 +797,13 @@ impl Node {
                 } => {
                     let block_bytes = codec::encode(&block);
                     let certificate_bytes = codec::encode(&certificate);
+                    // The replica's state is the state after the block.
+                    let events = crate::events::derive(
+                        &block,
+                        &outcome.results,
+                        self.replica.chain().state(),
+                    )
+                    .encode();
                     self.storage.commit(&CommitRecord {
                         height: block.header.height,
                         block_hash: block.hash(),
@@ -803,6 +811,7 @@ impl Node {
                         certificate: &certificate_bytes,
                         writes: &outcome.writes,
                         app_hash: outcome.app_hash,
+                        events: Some(&events),
                     })?;
                     self.metrics.committed(
                         block.header.height,

@@ -89,6 +89,7 @@ fn commit_next(storage: &Storage, state: &mut State, height: u64) {
             certificate: &certificate_bytes(height),
             writes: &writes,
             app_hash: state.app_hash(),
+            events: None,
         })
         .unwrap_or_else(|e| panic!("commit {height}: {e}"));
 }
@@ -209,6 +210,7 @@ fn bad_heights_are_refused_without_change() {
         certificate: b"certificate",
         writes: &writes,
         app_hash,
+        events: None,
     };
     let any = Hash([9; 32]);
     assert!(matches!(
@@ -317,6 +319,7 @@ proptest! {
                     certificate: &certificate_bytes(height),
                     writes,
                     app_hash,
+                    events: None,
                 })
                 .unwrap();
             for (key, value) in writes {

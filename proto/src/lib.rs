@@ -1,5 +1,5 @@
 //! The Symbiont gRPC API, package `symbiont.v1`: the generated messages,
-//! the `Node` client and server, and the encoded descriptor set for server
+//! the `Node` and `Stream` clients and servers, and the encoded descriptor set for server
 //! reflection.
 
 pub mod v1 {

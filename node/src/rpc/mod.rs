@@ -1,5 +1,5 @@
-//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto), the
-//! standard `grpc.health.v1` service and server reflection. Each call is
+//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto, and
+//! the `symbiont.v1.Stream` streams of [`stream`]), the standard `grpc.health.v1` service and server reflection. Each call is
 //! answered by the node task through its `ServiceHandle`; this module only
 //! translates between protobuf and the node's types, and maps every
 //! refusal to a gRPC status whose message starts with a stable code (also
@@ -16,6 +16,12 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::mempool::AdmitError;
 use crate::service::{ServiceHandle, TxStatus};
+use crate::storage::StorageReader;
+
+pub mod stream;
+
+use stream::StreamApi;
+use symbiont_proto::v1::stream_server::StreamServer;
 
 /// Requests above this are refused before decoding (a transaction is at
 /// most 64 KiB).
@@ -24,20 +30,32 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// A running gRPC server.
 pub struct RpcServer {
     stop: oneshot::Sender<()>,
+    /// Tells the stream producers to end; closed once they all have.
+    streams_stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RpcServer {
-    /// Stops accepting calls and waits (briefly) for open ones.
+    /// Stops accepting calls, ends open streams (`UNAVAILABLE`) and waits
+    /// (briefly) for open calls and the stream producers, which hold
+    /// storage readers.
     pub async fn stop(self) {
+        let wait = std::time::Duration::from_secs(2);
+        let _ = self.streams_stop.send(true);
         let _ = self.stop.send(());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
+        let _ = tokio::time::timeout(wait, self.task).await;
+        let _ = tokio::time::timeout(wait, self.streams_stop.closed()).await;
     }
 }
 
 /// Serves the API on `listener` (already bound, so an address in use was
-/// refused before the node started) until stopped.
-pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, String> {
+/// refused before the node started) until stopped; the streams read
+/// storage through `reader`.
+pub fn spawn(
+    listener: TcpListener,
+    node: ServiceHandle,
+    reader: StorageReader,
+) -> Result<RpcServer, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("listener: {e}"))?;
@@ -49,10 +67,21 @@ pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, St
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let (streams_stop, streams_stopped) = tokio::sync::watch::channel(false);
+    let streams = StreamServer::new(StreamApi {
+        reader,
+        height: node.height.clone(),
+        stop: streams_stopped,
+        slow_after: stream::SLOW_CLIENT_TIMEOUT,
+    })
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let api = NodeServer::new(Api { node }).max_decoding_message_size(MAX_REQUEST_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         health_reporter.set_serving::<NodeServer<Api>>().await;
+        health_reporter
+            .set_serving::<StreamServer<StreamApi>>()
+            .await;
         // Without TCP_NODELAY a small response waits for the client's
         // delayed ACK: 40 ms a call.
         let incoming =
@@ -61,6 +90,7 @@ pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, St
             .add_service(health)
             .add_service(reflection)
             .add_service(api)
+            .add_service(streams)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -69,7 +99,11 @@ pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, St
             eprintln!("gRPC server stopped: {error}");
         }
     });
-    Ok(RpcServer { stop, task })
+    Ok(RpcServer {
+        stop,
+        streams_stop,
+        task,
+    })
 }
 
 struct Api {

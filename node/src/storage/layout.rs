@@ -38,11 +38,18 @@ pub enum Prefix {
     Meta = b'm',
     /// `s` + the application's canonical key bytes: the record bytes.
     State = b's',
+    /// `e` + height u64 BE: the height's events (`crate::events`), derived
+    /// data, not hashed. Absent for heights stored by a build before
+    /// events were recorded, and for heights committed without them.
+    Events = b'e',
 }
 
 pub fn height_key(prefix: Prefix, height: u64) -> [u8; 9] {
     assert!(
-        matches!(prefix, Prefix::Block | Prefix::Certificate | Prefix::Hash),
+        matches!(
+            prefix,
+            Prefix::Block | Prefix::Certificate | Prefix::Hash | Prefix::Events
+        ),
         "{prefix:?} keys are not heights"
     );
     let mut key = [0u8; 9];
@@ -58,7 +65,7 @@ pub fn state_key(app_key: &[u8]) -> Vec<u8> {
     key
 }
 
-/// The height of a `b`, `c` or `h` key.
+/// The height of a `b`, `c`, `h` or `e` key.
 pub fn decode_height_key(key: &[u8]) -> Result<u64, String> {
     let bytes: [u8; 8] = key
         .get(1..)
@@ -74,6 +81,7 @@ pub fn describe_key(key: &[u8]) -> String {
         Some(b'b') => format!("block {} (key {})", height(), hex::encode(key)),
         Some(b'c') => format!("certificate {} (key {})", height(), hex::encode(key)),
         Some(b'h') => format!("hash record {} (key {})", height(), hex::encode(key)),
+        Some(b'e') => format!("events {} (key {})", height(), hex::encode(key)),
         Some(b'm') => format!("meta record {}", String::from_utf8_lossy(key)),
         Some(b's') => format!("state record (key {})", hex::encode(key)),
         _ => format!("unknown key {}", hex::encode(key)),

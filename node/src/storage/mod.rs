@@ -95,6 +95,9 @@ pub struct CommitRecord<'a> {
     pub writes: &'a WriteSet,
     /// The app hash after the block.
     pub app_hash: Hash,
+    /// The height's encoded events (`crate::events::HeightEvents`), stored
+    /// under `e` in the same batch; None stores none.
+    pub events: Option<&'a [u8]>,
 }
 
 /// The last stored height. Height 0 is the genesis state; its block hash
@@ -333,6 +336,9 @@ impl Storage {
             &layout::height_key(Prefix::Hash, height)[..],
             &layout::encode_hashes(&record.block_hash, &record.app_hash)[..],
         );
+        if let Some(events) = record.events {
+            batch.insert(&layout::height_key(Prefix::Events, height)[..], events);
+        }
         batch.insert(
             layout::META_TIP,
             &TipRecord {
@@ -365,6 +371,25 @@ impl Storage {
             &layout::height_key(Prefix::Certificate, height),
             "reading a certificate",
         )
+    }
+
+    /// The encoded events of `height` (`crate::events::HeightEvents`), if
+    /// stored.
+    pub fn events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(
+            &layout::height_key(Prefix::Events, height),
+            "reading events",
+        )
+    }
+
+    /// A read-only handle for readers on other tasks or threads (the gRPC
+    /// streams): a clone of the sled tree, so reads do not wait for the
+    /// node task. It sees each commit whole (one batch) or not at all.
+    pub fn reader(&self) -> StorageReader {
+        StorageReader {
+            dir: self.dir.clone(),
+            tree: self.tree.clone(),
+        }
     }
 
     /// The block hash at `height` (the genesis hash at 0), if stored.
@@ -733,6 +758,87 @@ impl Storage {
 
     fn sled_error(&self, doing: &'static str, error: sled::Error) -> StorageError {
         sled_error(&self.dir, doing, error)
+    }
+}
+
+/// Reads blocks, certificates and events of an open [`Storage`] from
+/// another task; cheap to clone. It cannot write. Holding one keeps sled's
+/// tree alive, so drop readers before closing the storage (the gRPC server
+/// is stopped before the node closes its storage).
+#[derive(Clone)]
+pub struct StorageReader {
+    dir: PathBuf,
+    tree: sled::Tree,
+}
+
+impl std::fmt::Debug for StorageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageReader")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageReader {
+    /// The last stored height (None: no genesis state yet), read from the
+    /// tip record.
+    pub fn tip_height(&self) -> Result<Option<u64>, StorageError> {
+        let Some(bytes) = self.get(layout::META_TIP, "reading the tip")? else {
+            return Ok(None);
+        };
+        let record = TipRecord::decode(&bytes).map_err(|problem| StorageError::Damaged {
+            dir: self.dir.clone(),
+            at: layout::describe_key(layout::META_TIP),
+            problem,
+        })?;
+        Ok(Some(record.tip.height))
+    }
+
+    /// See [`Storage::block`].
+    pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(
+            &layout::height_key(Prefix::Block, height),
+            "reading a block",
+        )
+    }
+
+    /// See [`Storage::certificate`].
+    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(
+            &layout::height_key(Prefix::Certificate, height),
+            "reading a certificate",
+        )
+    }
+
+    /// See [`Storage::events`].
+    pub fn events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(
+            &layout::height_key(Prefix::Events, height),
+            "reading events",
+        )
+    }
+
+    /// The block hash at `height`, if stored.
+    pub fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError> {
+        let key = layout::height_key(Prefix::Hash, height);
+        let Some(bytes) = self.get(&key, "reading a hash record")? else {
+            return Ok(None);
+        };
+        let (block_hash, _) =
+            layout::decode_hashes(&bytes).map_err(|problem| StorageError::Damaged {
+                dir: self.dir.clone(),
+                at: layout::describe_key(&key),
+                problem,
+            })?;
+        Ok(Some(block_hash))
+    }
+
+    fn get(&self, key: &[u8], doing: &'static str) -> Result<Option<Vec<u8>>, StorageError> {
+        let value = self
+            .tree
+            .get(key)
+            .map_err(|e| sled_error(&self.dir, doing, e))?;
+        Ok(value.map(|bytes| bytes.to_vec()))
     }
 }
 
