@@ -340,3 +340,186 @@ pub fn kind_name(kind: &TxKind) -> &'static str {
         TxKind::ResolvePoolObjection { .. } => "resolve_pool_objection",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::BlockDraft;
+    use symbiont_contracts::exec::{BlockInfo, execute_block, genesis_state};
+    use symbiont_contracts::genesis::Genesis;
+    use symbiont_contracts::keys::Keypair;
+    use symbiont_contracts::tx::{KeyRole, TxBody};
+
+    const CHAIN: &str = "events-test";
+    const T0: u64 = 1_700_000_000_000;
+
+    fn key(i: u8) -> Keypair {
+        Keypair::from_seed([i; 32])
+    }
+
+    fn state() -> State {
+        let text = format!(
+            r#"
+chain_id = "{CHAIN}"
+genesis_time_ms = {T0}
+[currency]
+code = "EUR"
+minor_units = 2
+[consensus]
+timeout_propose_ms = 1000
+timeout_prevote_ms = 500
+timeout_precommit_ms = 500
+timeout_delta_ms = 250
+max_block_txs = 100
+max_block_bytes = 1000000
+max_clock_drift_ms = 1000
+[[firms]]
+id = "alpha"
+name = "Alpha"
+admin_key = "{}"
+[[nodes]]
+id = "n1"
+firm = "alpha"
+site = "Site"
+key = "{}"
+validator = true
+power = 1
+[[resource_kinds]]
+id = "steam"
+name = "Steam"
+unit = "t"
+emission_factor_g = 1000
+"#,
+            key(1).public(),
+            key(10).public()
+        );
+        genesis_state(&Genesis::from_toml(&text).unwrap())
+    }
+
+    fn tx(signer: u8, nonce: u64, kind: TxKind) -> SignedTx {
+        SignedTx::sign(
+            TxBody {
+                chain_id: CHAIN.into(),
+                nonce,
+                kind,
+            },
+            &key(signer),
+        )
+    }
+
+    fn authorize(firm: &str, seed: u8) -> TxKind {
+        TxKind::AuthorizeKey {
+            firm: firm.into(),
+            key: key(seed).public(),
+            role: KeyRole::Meter,
+        }
+    }
+
+    /// Executes `txs` as block 1 and derives its events.
+    fn events_of(txs: Vec<SignedTx>) -> HeightEvents {
+        let mut state = state();
+        let info = BlockInfo {
+            height: 1,
+            time_ms: T0 + 1000,
+        };
+        let outcome = execute_block(&mut state, &info, &txs).unwrap();
+        let block = BlockDraft {
+            chain_id: CHAIN.into(),
+            height: 1,
+            time_ms: info.time_ms,
+            previous_hash: Hash([0; 32]),
+            proposer: key(10).public(),
+            txs,
+            evidence: vec![],
+            last_commit: None,
+        }
+        .seal(outcome.app_hash);
+        derive(&block, &outcome.results, &state)
+    }
+
+    #[test]
+    fn applied_and_failed_transactions_in_block_order() {
+        let txs = vec![
+            tx(1, 1, authorize("alpha", 20)),
+            // Another firm: wrong_firm, but the nonce is consumed.
+            tx(1, 2, authorize("beta", 21)),
+            // Nonce 2 again: bad_nonce, nothing written.
+            tx(1, 2, authorize("alpha", 22)),
+            // Not a member's key.
+            tx(9, 1, authorize("alpha", 23)),
+        ];
+        let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+        let derived = events_of(txs);
+        assert_eq!(derived.time_ms, T0 + 1000);
+        let summary: Vec<(u32, Hash, Option<&str>, &Vec<String>)> = derived
+            .events
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::TxCommitted(tx) => (tx.index, tx.tx_id, None, &event.firms),
+                EventKind::TxFailed { tx, code } => {
+                    (tx.index, tx.tx_id, Some(code.as_str()), &event.firms)
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let alpha = vec!["alpha".to_string()];
+        let none: Vec<String> = vec![];
+        assert_eq!(
+            summary,
+            vec![
+                (0, ids[0], None, &alpha),
+                (1, ids[1], Some("wrong_firm"), &alpha),
+                (2, ids[2], Some("bad_nonce"), &alpha),
+                (3, ids[3], Some("unknown_signer"), &none),
+            ]
+        );
+        for event in &derived.events {
+            if let EventKind::TxCommitted(tx) | EventKind::TxFailed { tx, .. } = &event.kind {
+                assert_eq!(tx.kind, "authorize_key");
+            }
+        }
+    }
+
+    #[test]
+    fn an_applied_payment_acknowledgement_has_its_event() {
+        // alpha acknowledges a payment from itself to itself: whatever the
+        // rule says, a failure has no kind event and a success has one.
+        let derived = events_of(vec![tx(
+            1,
+            1,
+            TxKind::AcknowledgePayment {
+                payer: Account::Firm("alpha".into()),
+                payee: Account::Firm("alpha".into()),
+                amount: 5,
+            },
+        )]);
+        match &derived.events[..] {
+            [
+                Event {
+                    kind: EventKind::TxFailed { .. },
+                    ..
+                },
+            ] => {}
+            [
+                Event {
+                    kind: EventKind::TxCommitted(_),
+                    ..
+                },
+                Event {
+                    kind: EventKind::PaymentAcknowledged { amount: 5, .. },
+                    firms,
+                },
+            ] => assert_eq!(firms, &vec!["alpha".to_string()]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_is_deterministic() {
+        let derived = events_of(vec![tx(1, 1, authorize("alpha", 20))]);
+        let again = events_of(vec![tx(1, 1, authorize("alpha", 20))]);
+        assert_eq!(derived.encode(), again.encode());
+        assert_eq!(HeightEvents::decode(&derived.encode()).unwrap(), derived);
+        assert!(HeightEvents::decode(&[0xff]).is_err());
+    }
+}
