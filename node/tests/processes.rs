@@ -250,10 +250,21 @@ fn a_validator_killed_at_random_under_load_loses_no_committed_block() {
                 );
             }
             node = run(&config, height.clone());
+            // Back at work (a new block stored) before the next window, so
+            // a busy machine still kills it during commits, not at start.
+            let start = std::time::Instant::now();
+            while *height.lock().unwrap() <= reported {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "no block after restart"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            load.resend(&mut clients).await;
         }
         load.drain(&clients, Duration::from_secs(60)).await;
         assert!(
-            load.committed.len() > 100,
+            load.committed.len() > 64,
             "{} committed",
             load.committed.len()
         );

@@ -120,20 +120,26 @@ async fn four_nodes_commit_and_a_restarted_one_resumes() {
             wait_for_height(handle, 5).await;
         }
         // A read runs on the node task, against the state of its tip.
-        let (tip, receipt) = nodes[2]
-            .0
-            .read(move |replica| {
-                let state = replica.chain().state();
-                let id = tx.id();
-                (
-                    replica.chain().tip().height,
-                    symbiont_contracts::exec::receipt(state, &id),
-                )
-            })
-            .await
-            .unwrap();
-        assert!(tip >= 5);
-        assert!(receipt.is_some_and(|r| r.error.is_none() && r.height <= tip));
+        loop {
+            let id = tx.id();
+            let (tip, receipt) = nodes[2]
+                .0
+                .read(move |replica| {
+                    let state = replica.chain().state();
+                    (
+                        replica.chain().tip().height,
+                        symbiont_contracts::exec::receipt(state, &id),
+                    )
+                })
+                .await
+                .unwrap();
+            assert!(tip >= 5);
+            if let Some(receipt) = receipt {
+                assert!(receipt.error.is_none() && receipt.height <= tip);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     };
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
@@ -148,6 +154,13 @@ async fn four_nodes_commit_and_a_restarted_one_resumes() {
         .await
         .expect("the restarted node catches up");
     nodes.push(restarted);
+    // Every node stores height 9 before they stop (a quorum decided it;
+    // one may still be storing it).
+    for (handle, _) in &nodes {
+        tokio::time::timeout(Duration::from_secs(30), wait_for_height(handle, 9))
+            .await
+            .expect("every node stores height 9");
+    }
     for (handle, _) in &nodes {
         handle.stop().await;
     }

@@ -401,6 +401,21 @@ impl Load {
         }
     }
 
+    /// Sends every transaction in flight again (a restarted node has lost
+    /// its mempool); a copy still waiting somewhere is refused as a
+    /// duplicate, which is fine.
+    pub async fn resend(&mut self, clients: &mut [Client]) {
+        use symbiont_proto::v1::SubmitTxRequest;
+        for signer in &mut self.signers {
+            let c = signer.turn % clients.len();
+            for (_, bytes, sent) in signer.in_flight.iter_mut() {
+                let request = SubmitTxRequest { tx: bytes.clone() };
+                let _ = clients[c].submit_tx(request).await;
+                *sent = Instant::now();
+            }
+        }
+    }
+
     /// Steps (without new transactions) until nothing is in flight.
     pub async fn drain(&mut self, clients: &[Client], timeout: Duration) {
         let start = Instant::now();
