@@ -1,4 +1,5 @@
-//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto), the
+//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto; the
+//! state queries of `symbiont.v1.Query` are in [`query`]), the
 //! standard `grpc.health.v1` service and server reflection. Each call is
 //! answered by the node task through its `ServiceHandle`; this module only
 //! translates between protobuf and the node's types, and maps every
@@ -15,7 +16,12 @@ use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 
 use crate::mempool::AdmitError;
+
+pub mod query;
+
 use crate::service::{ServiceHandle, TxStatus};
+use query::QueryApi;
+use symbiont_proto::v1::query_server::QueryServer;
 
 /// Requests above this are refused before decoding (a transaction is at
 /// most 64 KiB).
@@ -49,10 +55,13 @@ pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, St
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let queries = QueryServer::new(QueryApi { node: node.clone() })
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let api = NodeServer::new(Api { node }).max_decoding_message_size(MAX_REQUEST_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         health_reporter.set_serving::<NodeServer<Api>>().await;
+        health_reporter.set_serving::<QueryServer<QueryApi>>().await;
         // Without TCP_NODELAY a small response waits for the client's
         // delayed ACK: 40 ms a call.
         let incoming =
@@ -61,6 +70,7 @@ pub fn spawn(listener: TcpListener, node: ServiceHandle) -> Result<RpcServer, St
             .add_service(health)
             .add_service(reflection)
             .add_service(api)
+            .add_service(queries)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -76,12 +86,12 @@ struct Api {
     node: ServiceHandle,
 }
 
-fn unavailable() -> Status {
+pub(crate) fn unavailable() -> Status {
     Status::unavailable("the node is shutting down")
 }
 
 /// A refusal: the code first in the message and in the trailer.
-fn refusal(code: Code, symbiont_code: &str, message: impl std::fmt::Display) -> Status {
+pub(crate) fn refusal(code: Code, symbiont_code: &str, message: impl std::fmt::Display) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     if let Ok(value) = symbiont_code.parse() {
         metadata.insert("symbiont-code", value);
@@ -106,7 +116,7 @@ pub fn admit_error_status(error: &AdmitError) -> Status {
     refusal(code, error.code(), error)
 }
 
-fn hash_field(bytes: &[u8], what: &str) -> Result<Hash, Status> {
+pub(crate) fn hash_field(bytes: &[u8], what: &str) -> Result<Hash, Status> {
     let array: [u8; 32] = bytes.try_into().map_err(|_| {
         refusal(
             Code::InvalidArgument,
