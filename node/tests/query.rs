@@ -189,6 +189,17 @@ async fn queries_answer_the_state_exactly() {
             .connect()
             .await
             .unwrap();
+        let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "symbiont.v1.Query".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            health.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
         let mut q = QueryClient::new(channel);
         let mut s = Signer::default();
         let now = now_ms();
@@ -341,6 +352,14 @@ async fn queries_answer_the_state_exactly() {
                         contract: contract_ab,
                         period: 0,
                         quantity: 100_000,
+                    },
+                ),
+                s.tx(
+                    51,
+                    TxKind::RecordAvailability {
+                        contract: contract_ab,
+                        period: 1,
+                        quantity: 80_000,
                     },
                 ),
                 s.tx(
@@ -616,7 +635,41 @@ async fn queries_answer_the_state_exactly() {
             .unwrap()
             .into_inner();
         assert_eq!(got.contract.as_ref().unwrap(), ab);
-        assert_eq!(got.periods.len(), 1);
+        assert_eq!(got.periods.len(), 2);
+        assert!(got.next_page_token.is_empty());
+        // Period 1 is running: its availability, no statement yet.
+        let p1 = &got.periods[1];
+        assert_eq!(
+            (
+                p1.period,
+                p1.availability,
+                p1.delivered,
+                p1.statement.is_none()
+            ),
+            (1, Some(80_000), None, true)
+        );
+        // One period a page: the same two, then no token.
+        let first = q
+            .get_contract(pb::GetContractRequest {
+                id: contract_ab.0.to_vec(),
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first.periods, got.periods[..1]);
+        let second = q
+            .get_contract(pb::GetContractRequest {
+                id: contract_ab.0.to_vec(),
+                page_size: 1,
+                page_token: first.next_page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(second.periods, got.periods[1..]);
+        assert!(second.next_page_token.is_empty());
         let p0 = &got.periods[0];
         assert_eq!(
             (p0.period, p0.availability, p0.delivered, p0.check),

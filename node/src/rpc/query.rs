@@ -1020,3 +1020,91 @@ impl Query for QueryApi {
 fn hex(hash: &Hash) -> String {
     hash.0.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Receipts of ids 0..n (id: the index in the first 4 bytes, big
+    /// endian, so key order is index order).
+    fn receipts(n: u32) -> State {
+        let records = (0..n)
+            .map(|i| {
+                let mut id = [0; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                (Key::Receipt(Hash(id)).bytes(), Vec::new())
+            })
+            .collect();
+        State::from_records(records, NO_HASH)
+    }
+
+    fn index(key: &Key) -> u32 {
+        let Key::Receipt(id) = key else { panic!() };
+        u32::from_be_bytes(id.0[..4].try_into().unwrap())
+    }
+
+    fn pages(state: &State, size: usize, keep: impl Fn(u32) -> bool) -> Vec<Vec<u32>> {
+        let prefixes = vec![prefix(&Key::Receipt(NO_HASH))];
+        let mut paging = Paging { size, after: None };
+        let mut out = Vec::new();
+        loop {
+            let page = scan_page(state, &prefixes, &paging, |key, _| {
+                let i = index(&key);
+                keep(i).then_some(i)
+            });
+            out.push(page.items);
+            if page.next.is_empty() {
+                return out;
+            }
+            // The token is one this call accepts.
+            paging.after = page_token(&page.next, &prefixes).unwrap();
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_record_once_in_order() {
+        let state = receipts(7);
+        assert_eq!(
+            pages(&state, 3, |_| true),
+            [vec![0, 1, 2], vec![3, 4, 5], vec![6]]
+        );
+        // A last page that is exactly full says there is no more.
+        assert_eq!(pages(&state, 7, |_| true), [vec![0, 1, 2, 3, 4, 5, 6]]);
+        assert_eq!(pages(&state, 2, |i| i % 3 == 0), [vec![0, 3], vec![6]]);
+        assert_eq!(pages(&State::default(), 2, |_| true), [Vec::<u32>::new()]);
+    }
+
+    #[test]
+    fn a_call_reads_at_most_max_scan_records() {
+        let n = MAX_SCAN as u32 + 5;
+        let state = receipts(n);
+        // Only the last two match: the first call stops after MAX_SCAN
+        // records with nothing found but a token to go on.
+        assert_eq!(
+            pages(&state, 100, |i| i >= n - 2),
+            [vec![], vec![n - 2, n - 1]]
+        );
+    }
+
+    #[test]
+    fn page_arguments_are_checked() {
+        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE as usize);
+        assert_eq!(page_size(MAX_PAGE_SIZE).unwrap(), MAX_PAGE_SIZE as usize);
+        let too_big = page_size(MAX_PAGE_SIZE + 1).unwrap_err();
+        assert_eq!(too_big.code(), Code::InvalidArgument);
+        assert!(too_big.message().starts_with("invalid_argument: "));
+        let prefixes = vec![prefix(&Key::Receipt(NO_HASH))];
+        assert_eq!(page_token(&[], &prefixes).unwrap(), None);
+        let receipt = Key::Receipt(Hash([3; 32])).bytes();
+        assert_eq!(page_token(&receipt, &prefixes).unwrap(), Some(receipt));
+        for bad in [
+            Key::Firm("a".into()).bytes(),
+            vec![0xff; 5],
+            Key::Receipt(Hash([3; 32])).bytes()[..20].to_vec(),
+        ] {
+            let error = page_token(&bad, &prefixes).unwrap_err();
+            assert_eq!(error.code(), Code::InvalidArgument);
+            assert!(error.message().starts_with("malformed: "));
+        }
+    }
+}
