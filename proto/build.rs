@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["symbiont/v1/node.proto", "symbiont/v1/stream.proto"];
+    let files = [
+        "symbiont/v1/node.proto",
+        "symbiont/v1/query.proto",
+        "symbiont/v1/stream.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -182,6 +182,8 @@ pub struct ServiceHandle {
     pub metrics: Arc<Metrics>,
     /// Where metrics are served: the bound address (a port 0 resolved).
     pub metrics_address: Option<SocketAddr>,
+    /// Where the gRPC API is served: the bound address (a port 0 resolved).
+    pub grpc_address: Option<SocketAddr>,
     stop: mpsc::Sender<()>,
 }
 
@@ -289,6 +291,14 @@ pub async fn start(
         Some(address) => Some(
             std::net::TcpListener::bind(address)
                 .map_err(|e| ServiceError::Rpc(format!("cannot listen on {address}: {e}")))?,
+        ),
+        None => None,
+    };
+    let grpc_address = match &grpc_listener {
+        Some(listener) => Some(
+            listener
+                .local_addr()
+                .map_err(|e| ServiceError::Rpc(format!("gRPC listener: {e}")))?,
         ),
         None => None,
     };
@@ -401,6 +411,7 @@ pub async fn start(
         height: height_rx,
         metrics,
         metrics_address,
+        grpc_address,
         stop: stop_tx,
     };
     let rpc_stop = match grpc_listener {

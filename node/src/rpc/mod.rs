@@ -1,5 +1,7 @@
-//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto, and
-//! the `symbiont.v1.Stream` streams of [`stream`]), the standard `grpc.health.v1` service and server reflection. Each call is
+//! The gRPC API (`symbiont.v1.Node`, proto/symbiont/v1/node.proto; the
+//! state queries of `symbiont.v1.Query` in [`query`]; the
+//! `symbiont.v1.Stream` streams in [`stream`]), the standard
+//! `grpc.health.v1` service and server reflection. Each call is
 //! answered by the node task through its `ServiceHandle`; this module only
 //! translates between protobuf and the node's types, and maps every
 //! refusal to a gRPC status whose message starts with a stable code (also
@@ -15,12 +17,17 @@ use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 
 use crate::mempool::AdmitError;
+
+pub mod query;
+
 use crate::service::{ServiceHandle, TxStatus};
 use crate::storage::StorageReader;
 
 pub mod stream;
 
+use query::QueryApi;
 use stream::StreamApi;
+use symbiont_proto::v1::query_server::QueryServer;
 use symbiont_proto::v1::stream_server::StreamServer;
 
 /// Requests above this are refused before decoding (a transaction is at
@@ -75,6 +82,8 @@ pub fn spawn(
         slow_after: stream::SLOW_CLIENT_TIMEOUT,
     })
     .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let queries = QueryServer::new(QueryApi { node: node.clone() })
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let api = NodeServer::new(Api { node }).max_decoding_message_size(MAX_REQUEST_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -82,6 +91,7 @@ pub fn spawn(
         health_reporter
             .set_serving::<StreamServer<StreamApi>>()
             .await;
+        health_reporter.set_serving::<QueryServer<QueryApi>>().await;
         // Without TCP_NODELAY a small response waits for the client's
         // delayed ACK: 40 ms a call.
         let incoming =
@@ -91,6 +101,7 @@ pub fn spawn(
             .add_service(reflection)
             .add_service(api)
             .add_service(streams)
+            .add_service(queries)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -110,12 +121,12 @@ struct Api {
     node: ServiceHandle,
 }
 
-fn unavailable() -> Status {
+pub(crate) fn unavailable() -> Status {
     Status::unavailable("the node is shutting down")
 }
 
 /// A refusal: the code first in the message and in the trailer.
-fn refusal(code: Code, symbiont_code: &str, message: impl std::fmt::Display) -> Status {
+pub(crate) fn refusal(code: Code, symbiont_code: &str, message: impl std::fmt::Display) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     if let Ok(value) = symbiont_code.parse() {
         metadata.insert("symbiont-code", value);
@@ -140,7 +151,7 @@ pub fn admit_error_status(error: &AdmitError) -> Status {
     refusal(code, error.code(), error)
 }
 
-fn hash_field(bytes: &[u8], what: &str) -> Result<Hash, Status> {
+pub(crate) fn hash_field(bytes: &[u8], what: &str) -> Result<Hash, Status> {
     let array: [u8; 32] = bytes.try_into().map_err(|_| {
         refusal(
             Code::InvalidArgument,
