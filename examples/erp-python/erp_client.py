@@ -203,6 +203,8 @@ def cmd_record_delivery(a):
     _, r = _submit_and_report(a, meter, kind)
     if a.expect_applied and r.error:
         sys.exit(1)
+    if a.expect_error is not None and r.error != a.expect_error:
+        sys.exit(f"expected result {a.expect_error!r}, got {r.error!r}")
 
 
 def cmd_events(a):
@@ -237,6 +239,8 @@ def main(argv=None):
     s.add_argument("--quantity", type=int, required=True, help="thousandths of the unit")
     s.add_argument("--nonce", type=int)
     s.add_argument("--expect-applied", action="store_true")
+    s.add_argument("--expect-error", metavar="CODE",
+                   help="exit 1 unless it commits with this result code")
     s.set_defaults(fn=cmd_record_delivery)
 
     s = sub.add_parser("events", help="follow symbiont.v1.Stream/Events")
