@@ -15,13 +15,7 @@ use crate::output::outln;
 use crate::status::key_text;
 use crate::units::{format_money, format_quantity, format_time_ms};
 
-/// Follow the events the ledger commits (transactions applied or failed,
-/// contracts signed, readings, settlements, payments, pool splits,
-/// evidence), from a height on: the stored ones, then new ones as blocks
-/// are committed. One line per event; --json prints one JSON object per
-/// line. To resume, ask again from the last height you handled in full + 1.
-///
-/// Example: symbiont events --from 1 --firm firm-0 --json
+/// The options of `symbiont events` (its help is in main.rs).
 #[derive(Args)]
 pub struct EventsArgs {
     /// The first height whose events to print (0 or 1: from the start).

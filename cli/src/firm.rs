@@ -30,7 +30,8 @@ pub enum FirmCommand {
         firm: String,
         /// The key to authorize: its public key text (ed25519:…) or a key
         /// file (PEM) to take it from.
-        key: String,
+        #[arg(value_name = "KEY")]
+        public_key: String,
         /// What the key may do.
         #[arg(long, value_enum, default_value = "operator")]
         role: Role,
@@ -43,7 +44,8 @@ pub enum FirmCommand {
         /// The firm's id.
         firm: String,
         /// The key to revoke: public key text (ed25519:…) or a key file.
-        key: String,
+        #[arg(value_name = "KEY")]
+        public_key: String,
     },
 }
 
@@ -63,7 +65,11 @@ fn public_key(text: &str) -> Result<PublicKey> {
 pub fn run(command: FirmCommand, global: &Global) -> Result<()> {
     let signer = global.keypair()?;
     let kind = match command {
-        FirmCommand::Authorize { firm, key, role } => TxKind::AuthorizeKey {
+        FirmCommand::Authorize {
+            firm,
+            public_key: key,
+            role,
+        } => TxKind::AuthorizeKey {
             firm,
             key: public_key(&key)?,
             role: match role {
@@ -71,7 +77,10 @@ pub fn run(command: FirmCommand, global: &Global) -> Result<()> {
                 Role::Meter => KeyRole::Meter,
             },
         },
-        FirmCommand::Revoke { firm, key } => TxKind::RevokeKey {
+        FirmCommand::Revoke {
+            firm,
+            public_key: key,
+        } => TxKind::RevokeKey {
             firm,
             key: public_key(&key)?,
         },

@@ -73,6 +73,14 @@ enum Command {
     #[command(subcommand)]
     Tx(status::TxCommand),
     /// Follow the ledger's events from a height on.
+    ///
+    /// Prints transactions applied or failed, contracts signed, readings,
+    /// settlements, payments, pool splits and evidence: the stored ones,
+    /// then new ones as blocks are committed. One line per event; --json
+    /// prints one JSON object per line. To resume, ask again from the last
+    /// height you handled in full + 1.
+    ///
+    /// Example: symbiont events --from 1 --firm firm-0 --json
     Events(events::EventsArgs),
     /// Post offers and requests; list the market.
     #[command(subcommand)]
