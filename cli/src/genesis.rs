@@ -19,9 +19,6 @@ pub enum GenesisCommand {
     Check {
         /// The genesis file, e.g. deploy/genesis/kalundborg.toml.
         file: PathBuf,
-        /// Print the hash and the whole parsed genesis as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -36,9 +33,9 @@ struct Report<'a> {
     genesis: &'a Genesis,
 }
 
-pub fn run(command: GenesisCommand) -> Result<()> {
+pub fn run(command: GenesisCommand, json: bool) -> Result<()> {
     match command {
-        GenesisCommand::Check { file, json } => {
+        GenesisCommand::Check { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let genesis =

@@ -24,17 +24,11 @@ pub enum KeysCommand {
         /// Replace the file if it exists.
         #[arg(long)]
         force: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Show the public key and libp2p PeerId of a key file.
     Show {
         /// The key file (PKCS#8 PEM).
         file: PathBuf,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -45,14 +39,14 @@ struct KeyInfo {
     peer_id: String,
 }
 
-pub fn run(command: KeysCommand) -> Result<()> {
+pub fn run(command: KeysCommand, json: bool) -> Result<()> {
     match command {
-        KeysCommand::Gen { out, force, json } => {
+        KeysCommand::Gen { out, force } => {
             let keypair = keyfile::generate()?;
             keyfile::write(&out, &keypair, force)?;
             print(&info(&out, &keypair), json)
         }
-        KeysCommand::Show { file, json } => {
+        KeysCommand::Show { file } => {
             let keypair = keyfile::read(&file)?;
             print(&info(&file, &keypair), json)
         }

@@ -37,9 +37,6 @@ pub enum PreviewCommand {
         /// C: the check meter's reading, thousandths.
         #[arg(long)]
         check: Option<u64>,
-        /// Print the statement as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Split a pool's net income (or cost, negative) by its sharing keys.
     Split {
@@ -50,9 +47,6 @@ pub enum PreviewCommand {
         /// The net amount to split, minor units; negative for a cost.
         #[arg(long, allow_negative_numbers = true)]
         amount: i64,
-        /// Print the shares as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -63,14 +57,13 @@ struct SplitReport {
     shares: BTreeMap<String, i64>,
 }
 
-pub fn run(command: PreviewCommand) -> Result<()> {
+pub fn run(command: PreviewCommand, json: bool) -> Result<()> {
     match command {
         PreviewCommand::Settlement {
             contract,
             availability,
             delivered,
             check,
-            json,
         } => {
             let terms = SettlementTerms::from_toml(&read(&contract)?)
                 .map_err(anyhow::Error::msg)
@@ -88,7 +81,7 @@ pub fn run(command: PreviewCommand) -> Result<()> {
             }
             Ok(())
         }
-        PreviewCommand::Split { keys, amount, json } => {
+        PreviewCommand::Split { keys, amount } => {
             let sharing = pool::keys_from_toml(&read(&keys)?)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("in {}", keys.display()))?;

@@ -1,0 +1,414 @@
+//! Talking to a node over gRPC: connect, refusals, and submitting a signed
+//! transaction until it is committed.
+//!
+//! Nonces. No call of the API tells a signer's next nonce, so [`submit`]
+//! starts at 1 and lets the node correct it: a `bad_nonce` refusal says
+//! "... is used already: the next is N" (docs/api.md), and the transaction
+//! is signed again with N; a `nonce_taken` refusal (another transaction of
+//! the key with that nonce is waiting in the mempool) moves on to the
+//! following nonce. A fresh key thus costs one call, a used one two, plus
+//! one per transaction of the key still waiting.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::tx::{SignedTx, TxBody, TxKind};
+use symbiont_proto::v1::node_client::NodeClient;
+use symbiont_proto::v1::query_client::QueryClient;
+use symbiont_proto::v1::stream_client::StreamClient;
+use symbiont_proto::v1::{GetTxRequest, StatusRequest, SubmitTxRequest, TxState};
+use tonic::transport::{Channel, Endpoint};
+
+/// How long to wait for a node to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often [`submit`] asks whether the transaction is committed.
+const POLL: Duration = Duration::from_millis(200);
+/// At most this many nonces are tried past `nonce_taken` refusals (a
+/// signer can have 64 transactions waiting).
+const MAX_NONCE_STEPS: usize = 70;
+
+/// The options every command that talks to a node takes.
+#[derive(Clone, Debug)]
+pub struct Global {
+    pub node: String,
+    pub key: Option<std::path::PathBuf>,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+impl Global {
+    /// The signing key (`--key`).
+    pub fn keypair(&self) -> Result<Keypair> {
+        let Some(path) = &self.key else {
+            bail!("this command signs a transaction: give the signer's key file with --key FILE");
+        };
+        symbiont_node::keyfile::read(path)
+            .with_context(|| format!("cannot read the key {}", path.display()))
+    }
+}
+
+/// Prints a submission's outcome (a sentence, or JSON with --json); an
+/// outcome other than applied is an error (exit status 1).
+pub fn report(outcome: &Outcome, json: bool) -> Result<()> {
+    use crate::output::outln;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(outcome)?)?;
+    } else if outcome.succeeded() {
+        outln!("{}", outcome.sentence())?;
+    }
+    if outcome.succeeded() {
+        Ok(())
+    } else {
+        bail!("{}", outcome.sentence())
+    }
+}
+
+/// The clients of the three services on one connection.
+pub struct Client {
+    pub node: NodeClient<Channel>,
+    pub query: QueryClient<Channel>,
+    pub stream: StreamClient<Channel>,
+}
+
+/// A current-thread runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub async fn connect(url: &str) -> Result<Client> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("--node {url:?} is not a URL (like http://127.0.0.1:9090)"))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| {
+        anyhow!(
+            "cannot reach the node at {url}: {e} (is it running? --node or SYMBIONT_NODE say where)"
+        )
+    })?;
+    Ok(Client {
+        node: NodeClient::new(channel.clone()),
+        query: QueryClient::new(channel.clone()),
+        stream: StreamClient::new(channel),
+    })
+}
+
+/// A refused call: the stable code and the node's sentence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl Refusal {
+    /// The code from the `symbiont-code` trailer, else the message's
+    /// prefix, else the gRPC status code in snake case.
+    pub fn from_status(status: &tonic::Status) -> Refusal {
+        let message = status.message().to_string();
+        let code = status
+            .metadata()
+            .get("symbiont-code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                let (prefix, _) = message.split_once(':')?;
+                let stable = !prefix.is_empty()
+                    && prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                stable.then(|| prefix.to_string())
+            })
+            .unwrap_or_else(|| grpc_code_name(status.code()));
+        Refusal { code, message }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.starts_with(&format!("{}:", self.code)) {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.code, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn grpc_code_name(code: tonic::Code) -> String {
+    let name = format!("{code:?}");
+    let mut snake = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            snake.push('_');
+        }
+        snake.push(c.to_ascii_lowercase());
+    }
+    snake
+}
+
+/// A refused call as an error: "refused: code: message".
+pub fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::Error::new(Refusal::from_status(&status)).context("the node refused")
+}
+
+/// The nonce a `bad_nonce` refusal names: "... the next is N".
+pub fn next_nonce_of(message: &str) -> Option<u64> {
+    let (_, rest) = message.rsplit_once("the next is ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// What became of a submitted transaction.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Committed and applied.
+    Applied {
+        tx_id: String,
+        nonce: u64,
+        height: u64,
+        index: u32,
+    },
+    /// Committed and failed with a result code: it changed nothing but its
+    /// receipt and the signer's nonce.
+    Failed {
+        tx_id: String,
+        nonce: u64,
+        height: u64,
+        index: u32,
+        code: String,
+        advice: String,
+    },
+    /// Not admitted by the node.
+    Refused { code: String, message: String },
+    /// Admitted but not seen committed within the timeout.
+    Timeout {
+        tx_id: String,
+        nonce: u64,
+        state: String,
+        waited_s: u64,
+    },
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Outcome::Applied { .. })
+    }
+
+    /// One line for people.
+    pub fn sentence(&self) -> String {
+        match self {
+            Outcome::Applied {
+                tx_id,
+                height,
+                index,
+                ..
+            } => {
+                format!("committed: transaction {tx_id} applied at height {height}, index {index}")
+            }
+            Outcome::Failed {
+                tx_id,
+                height,
+                index,
+                code,
+                advice,
+                ..
+            } => format!(
+                "committed but failed: transaction {tx_id} at height {height}, index {index}: {code}. {advice}"
+            ),
+            Outcome::Refused { code, message } => {
+                let message = message
+                    .strip_prefix(&format!("{code}: "))
+                    .unwrap_or(message);
+                format!("refused: {code}: {message}")
+            }
+            Outcome::Timeout {
+                tx_id,
+                state,
+                waited_s,
+                ..
+            } => format!(
+                "timeout: transaction {tx_id} not committed within {waited_s} s (it is {state} at this node); `symbiont tx show {tx_id}` tells what became of it"
+            ),
+        }
+    }
+}
+
+/// What to do about a transaction that failed with `code`.
+pub fn advice(code: &str) -> &'static str {
+    match code {
+        "unauthorized" | "wrong_firm" => {
+            "Sign with the right key: the firm's admin key for key and governance changes, an operator key for market and contract actions."
+        }
+        "unknown_signer" => {
+            "The key is no longer a key of a member firm: have the firm's admin authorize it."
+        }
+        "unknown_firm" => "Check the firm id (`symbiont firm` commands name firms by id).",
+        "key_in_use" => {
+            "That key belongs to a firm already: generate a new one (`symbiont keys gen`)."
+        }
+        "invalid_key" => {
+            "The key is not a valid ed25519 public key: check it (`symbiont keys show`)."
+        }
+        "unknown_key" => "The firm has no such key: check it against the firm's keys.",
+        "cannot_revoke_admin" => {
+            "A firm's admin key cannot be revoked; it is changed by governance."
+        }
+        "unknown_kind" => "No such resource kind: use a kind id the network registered.",
+        "licence_missing" | "licence_expired" => {
+            "Waste needs a valid licence of the taking firm: ask the facilitator to grant it."
+        }
+        "facilitator_trades" => {
+            "The facilitator firm does not trade: sign with a member firm's key."
+        }
+        "unknown_listing" => "No such listing: check the id with `symbiont market list`.",
+        "listing_closed" | "listing_expired" => "The listing can no longer be accepted.",
+        "own_listing" => "A firm cannot accept its own listing.",
+        "not_owner" => "Only the firm that posted a listing can withdraw it.",
+        "invalid" => "A field of the transaction is out of range: check the values.",
+        _ => {
+            "Nothing changed but the signer's nonce: fix the cause the code names and submit again."
+        }
+    }
+}
+
+/// Signs `kind` with `key` (chain id from the node's Status, nonce as the
+/// module documentation says), submits it and waits up to `timeout` for it
+/// to be committed.
+pub async fn submit(
+    client: &mut Client,
+    key: &Keypair,
+    kind: TxKind,
+    timeout: Duration,
+) -> Result<Outcome> {
+    let start = Instant::now();
+    let status = client
+        .node
+        .status(StatusRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let chain_id = status.chain_id;
+    let mut nonce = 1u64;
+    let mut steps = 0;
+    let tx = loop {
+        let tx = SignedTx::sign(
+            TxBody {
+                chain_id: chain_id.clone(),
+                nonce,
+                kind: kind.clone(),
+            },
+            key,
+        );
+        match client
+            .node
+            .submit_tx(SubmitTxRequest { tx: tx.to_bytes() })
+            .await
+        {
+            Ok(_) => break tx,
+            Err(status) => {
+                let refusal = Refusal::from_status(&status);
+                steps += 1;
+                match refusal.code.as_str() {
+                    // Safe as success when retrying (docs/api.md).
+                    "duplicate" | "already_included" => break tx,
+                    "bad_nonce" if steps < MAX_NONCE_STEPS => {
+                        match next_nonce_of(&refusal.message) {
+                            Some(next) if next > nonce => nonce = next,
+                            _ => return Ok(refused_outcome(refusal)),
+                        }
+                    }
+                    "nonce_taken" if steps < MAX_NONCE_STEPS => nonce += 1,
+                    _ => return Ok(refused_outcome(refusal)),
+                }
+            }
+        }
+    };
+    let tx_id = hex::encode(tx.id().0);
+    loop {
+        let answer = client
+            .node
+            .get_tx(GetTxRequest {
+                tx_id: tx.id().0.to_vec(),
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        if answer.state() == TxState::Committed {
+            return Ok(if answer.error.is_empty() {
+                Outcome::Applied {
+                    tx_id,
+                    nonce,
+                    height: answer.height,
+                    index: answer.index,
+                }
+            } else {
+                Outcome::Failed {
+                    tx_id,
+                    nonce,
+                    height: answer.height,
+                    index: answer.index,
+                    advice: advice(&answer.error).to_string(),
+                    code: answer.error,
+                }
+            });
+        }
+        if start.elapsed() >= timeout {
+            return Ok(Outcome::Timeout {
+                tx_id,
+                nonce,
+                state: tx_state_name(answer.state()).to_string(),
+                waited_s: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn refused_outcome(refusal: Refusal) -> Outcome {
+    Outcome::Refused {
+        code: refusal.code,
+        message: refusal.message,
+    }
+}
+
+pub fn tx_state_name(state: TxState) -> &'static str {
+    match state {
+        TxState::Unspecified | TxState::Unknown => "unknown",
+        TxState::Pending => "pending",
+        TxState::Committed => "committed",
+    }
+}
+
+/// A 32-byte id given as 64 hex digits.
+pub fn parse_id(text: &str) -> Result<[u8; 32]> {
+    let mut id = [0u8; 32];
+    if text.len() != 64 || hex::decode_to_slice(text, &mut id).is_err() {
+        bail!("{text:?} is not an id: 64 hex digits expected");
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_nonce_is_read_from_a_bad_nonce_message() {
+        assert_eq!(
+            next_nonce_of("bad_nonce: nonce 3 of ed25519:3b6a is used already: the next is 5"),
+            Some(5)
+        );
+        assert_eq!(next_nonce_of("bad_nonce: something else"), None);
+    }
+
+    #[test]
+    fn a_refusal_code_comes_from_the_trailer_or_the_message() {
+        let status = tonic::Status::failed_precondition("bad_nonce: nonce 1 ...: the next is 2");
+        assert_eq!(Refusal::from_status(&status).code, "bad_nonce");
+        let status = tonic::Status::unavailable("shutting down");
+        assert_eq!(Refusal::from_status(&status).code, "unavailable");
+    }
+}
