@@ -97,13 +97,24 @@ fn start_network(net: &Path, validators: u16) -> (Vec<Node>, u16) {
     let nodes =
         (0..validators)
             .map(|i| {
-                let mut child = Command::new(&node)
+                let mut command = Command::new(&node);
+                command
                     .args(["run", "--config"])
                     .arg(net.join(format!("validator-{i}/config.toml")))
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
+                    .stderr(Stdio::null());
+                // Killed with this thread even if the harness is killed
+                // (then Drop never runs).
+                // SAFETY: prctl is async-signal-safe and touches no memory
+                // of ours.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    command.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                let mut child = command.spawn().unwrap();
                 // Drain stdout (the `height N` lines) so the node never blocks.
                 let stdout = child.stdout.take().unwrap();
                 std::thread::spawn(move || {
