@@ -359,27 +359,18 @@ impl Storage {
 
     /// The canonical bytes of the block at `height`, if stored.
     pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(
-            &layout::height_key(Prefix::Block, height),
-            "reading a block",
-        )
+        self.reader().block(height)
     }
 
     /// The canonical bytes of the commit certificate at `height`, if stored.
     pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(
-            &layout::height_key(Prefix::Certificate, height),
-            "reading a certificate",
-        )
+        self.reader().certificate(height)
     }
 
     /// The encoded events of `height` (`crate::events::HeightEvents`), if
     /// stored.
     pub fn events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(
-            &layout::height_key(Prefix::Events, height),
-            "reading events",
-        )
+        self.reader().events(height)
     }
 
     /// A read-only handle for readers on other tasks or threads (the gRPC
@@ -794,7 +785,7 @@ impl StorageReader {
         Ok(Some(record.tip.height))
     }
 
-    /// See [`Storage::block`].
+    /// The canonical bytes of the block at `height`, if stored.
     pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(
             &layout::height_key(Prefix::Block, height),
@@ -802,7 +793,7 @@ impl StorageReader {
         )
     }
 
-    /// See [`Storage::certificate`].
+    /// The canonical bytes of the commit certificate at `height`, if stored.
     pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(
             &layout::height_key(Prefix::Certificate, height),
@@ -810,7 +801,8 @@ impl StorageReader {
         )
     }
 
-    /// See [`Storage::events`].
+    /// The encoded events of `height` (`crate::events::HeightEvents`), if
+    /// stored.
     pub fn events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(
             &layout::height_key(Prefix::Events, height),
