@@ -26,9 +26,12 @@ use tonic::transport::{Channel, Endpoint};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often [`submit`] asks whether the transaction is committed.
 const POLL: Duration = Duration::from_millis(200);
-/// At most this many nonces are tried past `nonce_taken` refusals (a
-/// signer can have 64 transactions waiting).
+/// At most this many submissions of one transaction are tried past
+/// nonce refusals (a signer can have 64 transactions waiting).
 const MAX_NONCE_STEPS: usize = 70;
+/// How many transactions of one batch wait to be committed at once: the
+/// node refuses nonces more than 16 ahead of the signer's next one.
+const WINDOW: usize = 16;
 
 /// The options every command that talks to a node takes.
 #[derive(Clone, Debug)]
@@ -283,7 +286,37 @@ pub async fn submit(
     kind: TxKind,
     timeout: Duration,
 ) -> Result<Outcome> {
-    let start = Instant::now();
+    let row = crate::common::Row {
+        label: String::new(),
+        kind,
+        not_before_ms: 0,
+    };
+    let mut outcomes = submit_all(client, key, vec![row], timeout, |_| ()).await?;
+    Ok(outcomes.remove(0))
+}
+
+/// A transaction submitted and not yet seen committed.
+struct InFlight {
+    row: usize,
+    tx: SignedTx,
+    nonce: u64,
+    since: Instant,
+}
+
+/// Signs and submits the rows' transactions in order (each not before its
+/// `not_before_ms`) with consecutive nonces of `key`,
+/// keeping up to [`WINDOW`] of them waiting at once, and waits for each to
+/// be committed (`timeout` from its own submission). Returns one outcome
+/// per row, in order; `progress` is called with each outcome as it is
+/// known. A refused transaction does not use its nonce: the next kind is
+/// signed with it.
+pub async fn submit_all(
+    client: &mut Client,
+    key: &Keypair,
+    rows: Vec<crate::common::Row>,
+    timeout: Duration,
+    mut progress: impl FnMut(&Outcome),
+) -> Result<Vec<Outcome>> {
     let status = client
         .node
         .status(StatusRequest {})
@@ -291,53 +324,133 @@ pub async fn submit(
         .map_err(refused)?
         .into_inner();
     let chain_id = status.chain_id;
+    let mut outcomes: Vec<Option<Outcome>> = rows.iter().map(|_| None).collect();
+    let mut in_flight = std::collections::VecDeque::<InFlight>::new();
     let mut nonce = 1u64;
-    let mut steps = 0;
-    let tx = loop {
-        let tx = SignedTx::sign(
-            TxBody {
-                chain_id: chain_id.clone(),
-                nonce,
-                kind: kind.clone(),
-            },
-            key,
-        );
-        match client
-            .node
-            .submit_tx(SubmitTxRequest { tx: tx.to_bytes() })
-            .await
-        {
-            Ok(_) => break tx,
-            Err(status) => {
-                let refusal = Refusal::from_status(&status);
-                steps += 1;
-                match refusal.code.as_str() {
-                    // Safe as success when retrying (docs/api.md).
-                    "duplicate" | "already_included" => break tx,
-                    "bad_nonce" if steps < MAX_NONCE_STEPS => {
-                        match next_nonce_of(&refusal.message) {
-                            Some(next) if next > nonce => nonce = next,
-                            _ => return Ok(refused_outcome(refusal)),
-                        }
-                    }
-                    "nonce_taken" if steps < MAX_NONCE_STEPS => nonce += 1,
-                    _ => return Ok(refused_outcome(refusal)),
-                }
+    for (
+        row,
+        crate::common::Row {
+            kind,
+            not_before_ms,
+            ..
+        },
+    ) in rows.into_iter().enumerate()
+    {
+        crate::common::sleep_until_ms(not_before_ms).await;
+        let mut steps = 0;
+        loop {
+            if in_flight.len() >= WINDOW {
+                let done = in_flight.pop_front().expect("window is not empty");
+                let outcome = wait_committed(client, done, timeout).await?;
+                progress(&outcome.1);
+                outcomes[outcome.0] = Some(outcome.1);
             }
+            let tx = SignedTx::sign(
+                TxBody {
+                    chain_id: chain_id.clone(),
+                    nonce,
+                    kind: kind.clone(),
+                },
+                key,
+            );
+            let answer = client
+                .node
+                .submit_tx(SubmitTxRequest { tx: tx.to_bytes() })
+                .await;
+            let refusal = match answer {
+                Ok(_) => None,
+                Err(status) => Some(Refusal::from_status(&status)),
+            };
+            steps += 1;
+            match refusal {
+                // Admitted; ALREADY_EXISTS is safe as success when
+                // retrying (docs/api.md).
+                None => {}
+                Some(r) if r.code == "duplicate" || r.code == "already_included" => {}
+                Some(r) if steps >= MAX_NONCE_STEPS => {
+                    let outcome = refused_outcome(r);
+                    progress(&outcome);
+                    outcomes[row] = Some(outcome);
+                    break;
+                }
+                Some(r) => match r.code.as_str() {
+                    "bad_nonce" => match next_nonce_of(&r.message) {
+                        Some(next) if next > nonce => {
+                            nonce = next;
+                            continue;
+                        }
+                        _ => {
+                            let outcome = refused_outcome(r);
+                            progress(&outcome);
+                            outcomes[row] = Some(outcome);
+                            break;
+                        }
+                    },
+                    "nonce_taken" => {
+                        nonce += 1;
+                        continue;
+                    }
+                    // Too many of ours waiting: let the oldest commit.
+                    "nonce_too_far_ahead" | "signer_full" | "mempool_full" => {
+                        match in_flight.pop_front() {
+                            Some(done) => {
+                                let outcome = wait_committed(client, done, timeout).await?;
+                                progress(&outcome.1);
+                                outcomes[outcome.0] = Some(outcome.1);
+                            }
+                            None => tokio::time::sleep(POLL).await,
+                        }
+                        continue;
+                    }
+                    _ => {
+                        let outcome = refused_outcome(r);
+                        progress(&outcome);
+                        outcomes[row] = Some(outcome);
+                        break;
+                    }
+                },
+            }
+            in_flight.push_back(InFlight {
+                row,
+                tx,
+                nonce,
+                since: Instant::now(),
+            });
+            nonce += 1;
+            break;
         }
-    };
-    let tx_id = hex::encode(tx.id().0);
+    }
+    while let Some(done) = in_flight.pop_front() {
+        let outcome = wait_committed(client, done, timeout).await?;
+        progress(&outcome.1);
+        outcomes[outcome.0] = Some(outcome.1);
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every row has an outcome"))
+        .collect())
+}
+
+/// Polls until `sent` is committed or `timeout` has passed since it was
+/// submitted.
+async fn wait_committed(
+    client: &mut Client,
+    sent: InFlight,
+    timeout: Duration,
+) -> Result<(usize, Outcome)> {
+    let tx_id = hex::encode(sent.tx.id().0);
+    let nonce = sent.nonce;
     loop {
         let answer = client
             .node
             .get_tx(GetTxRequest {
-                tx_id: tx.id().0.to_vec(),
+                tx_id: sent.tx.id().0.to_vec(),
             })
             .await
             .map_err(refused)?
             .into_inner();
         if answer.state() == TxState::Committed {
-            return Ok(if answer.error.is_empty() {
+            let outcome = if answer.error.is_empty() {
                 Outcome::Applied {
                     tx_id,
                     nonce,
@@ -353,15 +466,19 @@ pub async fn submit(
                     advice: advice(&answer.error).to_string(),
                     code: answer.error,
                 }
-            });
+            };
+            return Ok((sent.row, outcome));
         }
-        if start.elapsed() >= timeout {
-            return Ok(Outcome::Timeout {
-                tx_id,
-                nonce,
-                state: tx_state_name(answer.state()).to_string(),
-                waited_s: timeout.as_secs(),
-            });
+        if sent.since.elapsed() >= timeout {
+            return Ok((
+                sent.row,
+                Outcome::Timeout {
+                    tx_id,
+                    nonce,
+                    state: tx_state_name(answer.state()).to_string(),
+                    waited_s: timeout.as_secs(),
+                },
+            ));
         }
         tokio::time::sleep(POLL).await;
     }

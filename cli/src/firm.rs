@@ -50,7 +50,7 @@ pub enum FirmCommand {
 }
 
 /// A public key given as text, or the public key of a PEM key file.
-fn public_key(text: &str) -> Result<PublicKey> {
+pub fn public_key(text: &str) -> Result<PublicKey> {
     match PublicKey::from_str(text) {
         Ok(key) => Ok(key),
         Err(_) if Path::new(text).is_file() => Ok(symbiont_node::keyfile::read(Path::new(text))

@@ -7,13 +7,19 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod common;
+mod contract;
 mod events;
 mod firm;
 mod genesis;
+mod gov;
 mod keys;
 mod market;
+mod meter;
 mod output;
+mod pool;
 mod preview;
+mod settlement;
 mod status;
 mod units;
 
@@ -85,9 +91,55 @@ enum Command {
     /// Post offers and requests; list the market.
     #[command(subcommand)]
     Market(market::MarketCommand),
+    /// Propose, countersign, show, list and terminate contracts.
+    #[command(subcommand)]
+    Contract(contract::ContractCommand),
+    /// Record availability, delivered quantities and check readings: one,
+    /// or a CSV file of them.
+    #[command(subcommand)]
+    Meter(meter::MeterCommand),
+    /// Settle finished periods of a contract (signed with an operator key
+    /// of a party, --key): the statement's net becomes an obligation
+    /// between the parties.
+    ///
+    /// Example: symbiont --key power-ops.pem settle 9c2e…41 0-29
+    Settle(settlement::SettleArgs),
+    /// Show settlement statements: readings, band, charge, penalties, net
+    /// and avoided CO2 of each settled period.
+    ///
+    /// Example: symbiont statement --firm pharma --contract 9c2e…41
+    Statement(settlement::StatementArgs),
+    /// Acknowledge payments received.
+    #[command(subcommand)]
+    Pay(settlement::PayCommand),
+    /// Shared infrastructure pools: create, join, post amounts, object,
+    /// split, show.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
+    /// Open and resolve disputes about a contract period.
+    #[command(subcommand)]
+    Dispute(settlement::DisputeCommand),
     /// Authorize and revoke a firm's keys (signed by the firm's admin key).
     #[command(subcommand)]
     Firm(firm::FirmCommand),
+    /// Governance: propose changes to the network, vote, list proposals.
+    #[command(subcommand)]
+    Gov(gov::GovCommand),
+    /// Register resource kinds (a facilitator's admin).
+    #[command(subcommand)]
+    Kind(gov::KindCommand),
+    /// Record licences to take waste (a facilitator's admin).
+    #[command(subcommand)]
+    Licence(gov::LicenceCommand),
+    /// Every account's balance and the obligations between firms and pools,
+    /// in the network's currency.
+    ///
+    /// Example: symbiont balances --account pharma --json
+    Balances(settlement::BalancesArgs),
+    /// Avoided CO2e: on the whole network, per firm and per resource kind.
+    ///
+    /// Example: symbiont co2 --by-kind
+    Co2(settlement::Co2Args),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +160,18 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args, &global),
         Command::Market(command) => market::run(command, &global),
         Command::Firm(command) => firm::run(command, &global),
+        Command::Contract(command) => contract::run(command, &global),
+        Command::Meter(command) => meter::run(command, &global),
+        Command::Settle(args) => settlement::settle(args, &global),
+        Command::Statement(args) => settlement::statement(args, &global),
+        Command::Pay(command) => settlement::pay(command, &global),
+        Command::Pool(command) => pool::run(command, &global),
+        Command::Dispute(command) => settlement::dispute(command, &global),
+        Command::Gov(command) => gov::gov(command, &global),
+        Command::Kind(command) => gov::kind(command, &global),
+        Command::Licence(command) => gov::licence(command, &global),
+        Command::Balances(args) => settlement::balances(args, &global),
+        Command::Co2(args) => settlement::co2(args, &global),
     };
     output::exit_code(result.and_then(|()| Ok(output::flush()?)))
 }

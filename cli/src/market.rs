@@ -32,6 +32,23 @@ pub enum MarketCommand {
     /// Example: symbiont --key ops.pem market request --kind steam
     /// --quantity 5 --price 30.00 --periods 24 --period 1h --valid-for 2d
     Request(ListingArgs),
+    /// Take an open listing of another firm, signed with an operator key
+    /// (--key); the two firms then agree a contract on its terms
+    /// (`symbiont contract propose --listing ID`).
+    ///
+    /// Example: symbiont --key ops.pem market accept 5f1c…e2
+    Accept {
+        /// The listing's id (64 hex digits, from `market list`).
+        listing: String,
+    },
+    /// Close one of your firm's open listings, signed with an operator key
+    /// (--key).
+    ///
+    /// Example: symbiont --key ops.pem market withdraw 5f1c…e2
+    Withdraw {
+        /// The listing's id.
+        listing: String,
+    },
     /// List the market's listings, quantities in the kind's unit and prices
     /// in the network's currency.
     ///
@@ -92,6 +109,14 @@ pub fn run(command: MarketCommand, global: &Global) -> Result<()> {
             kind,
             firm,
         } => runtime.block_on(list(global, side, open, kind, firm)),
+        MarketCommand::Accept { listing } => {
+            let listing = crate::common::id(&listing)?;
+            crate::common::submit_one(global, TxKind::Accept { listing }, |_| Ok(()))
+        }
+        MarketCommand::Withdraw { listing } => {
+            let listing = crate::common::id(&listing)?;
+            crate::common::submit_one(global, TxKind::Withdraw { listing }, |_| Ok(()))
+        }
     }
 }
 

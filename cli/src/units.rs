@@ -3,7 +3,7 @@
 //! thousandths, minor units and milliseconds. Conversions are exact: a
 //! value with more decimals than the ledger keeps is refused, not rounded.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// "12.5" with `decimals` = 3 → 12500. A leading '-' when `signed`.
 pub fn parse_decimal(text: &str, decimals: u32, signed: bool) -> Result<i128> {
@@ -129,6 +129,92 @@ pub fn format_time_ms(ms: u64) -> String {
     )
 }
 
+/// "25%" or "33.33" (percent, up to 2 decimals) → basis points.
+pub fn parse_percent_bp(text: &str) -> Result<u16> {
+    let number = text.strip_suffix('%').unwrap_or(text);
+    let bp = parse_decimal(number, 2, false)
+        .with_context(|| format!("{text:?} is not a percentage like 10% or 33.33%"))?;
+    match u16::try_from(bp) {
+        Ok(bp) if bp <= 10_000 => Ok(bp),
+        _ => bail!("{text:?}: a percentage is at most 100%"),
+    }
+}
+
+/// A point in time → milliseconds since the Unix epoch: `now`, `now+30s`
+/// (any duration of [`parse_duration_ms`]), `2026-12-01`,
+/// `2026-12-01T06:00:00Z` / `2026-12-01 06:00:00Z` (UTC), or `@MS`.
+/// `now` is this machine's clock: the ledger itself reads only block time.
+pub fn parse_time_ms(text: &str) -> Result<u64> {
+    let now = || -> Result<u64> {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+            .try_into()?)
+    };
+    if text == "now" {
+        return now();
+    }
+    if let Some(offset) = text.strip_prefix("now+") {
+        return now()?
+            .checked_add(parse_duration_ms(offset)?)
+            .with_context(|| format!("{text:?} is too far ahead"));
+    }
+    if let Some(ms) = text.strip_prefix('@') {
+        return ms
+            .parse()
+            .with_context(|| format!("{text:?}: @ and milliseconds since 1970 expected"));
+    }
+    let bad = || {
+        anyhow::anyhow!(
+            "{text:?} is not a time: now, now+1h, 2026-12-01, 2026-12-01T06:00:00Z or @<ms> expected"
+        )
+    };
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (text, None),
+    };
+    let numbers = |part: &str, sep: char, count: usize| -> Result<Vec<i64>> {
+        let fields: Vec<&str> = part.split(sep).collect();
+        if fields.len() != count || fields.iter().any(|f| f.is_empty() || f.len() > 4) {
+            return Err(bad());
+        }
+        fields
+            .iter()
+            .map(|f| f.parse::<i64>().map_err(|_| bad()))
+            .collect()
+    };
+    let ymd = numbers(date, '-', 3)?;
+    let hms = match time {
+        Some(time) => numbers(time, ':', 3)?,
+        None => vec![0, 0, 0],
+    };
+    let (year, month, day) = (ymd[0], ymd[1], ymd[2]);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hms[0])
+        || !(0..60).contains(&hms[1])
+        || !(0..60).contains(&hms[2])
+    {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm), the inverse of
+    // format_time_ms.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    let ms = u64::try_from(secs).map_err(|_| bad())? * 1000;
+    if format_time_ms(ms)[..10] != *date {
+        bail!("{text:?}: no such day");
+    }
+    Ok(ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +251,26 @@ mod tests {
         assert_eq!(format_duration_ms(1_500), "1500ms");
         assert_eq!(format_time_ms(0), "1970-01-01 00:00:00Z");
         assert_eq!(format_time_ms(1_709_251_199_000), "2024-02-29 23:59:59Z");
+        assert_eq!(
+            parse_time_ms("2024-02-29T23:59:59Z").unwrap(),
+            1_709_251_199_000
+        );
+        assert_eq!(
+            parse_time_ms("2024-02-29 23:59:59Z").unwrap(),
+            1_709_251_199_000
+        );
+        assert_eq!(parse_time_ms("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_time_ms("@1234").unwrap(), 1234);
+        assert!(parse_time_ms("2023-02-29").is_err());
+        assert!(parse_time_ms("2024-13-01").is_err());
+        assert!(parse_time_ms("2024-02-29T23:59:59").is_err());
+        assert!(parse_time_ms("tomorrow").is_err());
+        let now = parse_time_ms("now").unwrap();
+        let later = parse_time_ms("now+1h").unwrap();
+        assert!(later >= now + 3_600_000 && later < now + 3_700_000);
+        assert_eq!(parse_percent_bp("10%").unwrap(), 1000);
+        assert_eq!(parse_percent_bp("33.33").unwrap(), 3333);
+        assert!(parse_percent_bp("100.01%").is_err());
+        assert!(parse_percent_bp("-1%").is_err());
     }
 }
