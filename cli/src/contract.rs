@@ -416,7 +416,7 @@ async fn show(global: &Global, text: &str) -> Result<()> {
             })
             .collect();
         let mut value = contract_json(&contract, &money);
-        value["periods"] = json!(periods);
+        value["recorded_periods"] = json!(periods);
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }

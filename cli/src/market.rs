@@ -31,6 +31,7 @@ pub enum MarketCommand {
     ///
     /// Example: symbiont --key ops.pem market request --kind steam
     /// --quantity 5 --price 30.00 --periods 24 --period 1h --valid-for 2d
+    /// --delivery-point "gate 1"
     Request(ListingArgs),
     /// Take an open listing of another firm, signed with an operator key
     /// (--key); the two firms then agree a contract on its terms
@@ -90,8 +91,8 @@ pub struct ListingArgs {
     /// How long the listing can be accepted from now: 1h, 7d, ...
     #[arg(long, default_value = "7d")]
     valid_for: String,
-    /// Where the resource changes hands.
-    #[arg(long, default_value = "")]
+    /// Where the resource changes hands (1 to 256 bytes of text).
+    #[arg(long)]
     delivery_point: String,
     /// A quality field of the kind, NAME=INTEGER (repeatable).
     #[arg(long, value_name = "NAME=INTEGER")]
