@@ -16,6 +16,8 @@ pub enum GenesisCommand {
     /// Exits non-zero with the reason if the file is invalid (duplicate ids,
     /// zero voting power, a node of an unknown firm, a bad key, ...). Every
     /// node of a network must start from a genesis with the same hash.
+    ///
+    /// Example: symbiont genesis check deploy/genesis/kalundborg.toml
     Check {
         /// The genesis file, e.g. deploy/genesis/kalundborg.toml.
         file: PathBuf,

@@ -57,6 +57,9 @@ pub enum GovCommand {
 #[derive(Subcommand)]
 pub enum ActionCommand {
     /// Admit a firm.
+    ///
+    /// Example: symbiont --key firms/power.pem gov propose add-firm --id hub
+    /// --name "Symbiosis hub" --admin-key hub-admin.pem --facilitator
     AddFirm {
         /// The firm's id (e.g. "hub").
         #[arg(long)]
@@ -72,11 +75,16 @@ pub enum ActionCommand {
         facilitator: bool,
     },
     /// Remove a firm (its keys stop signing).
+    ///
+    /// Example: symbiont --key firms/power.pem gov propose remove-firm cement
     RemoveFirm {
         /// The firm's id.
         id: String,
     },
     /// Admit a node.
+    ///
+    /// Example: symbiont --key firms/pharma.pem gov propose add-node --id pharma-2
+    /// --firm pharma --site "plant B" --key node2.pem --power 1
     AddNode {
         /// The node's id.
         #[arg(long)]
@@ -95,11 +103,15 @@ pub enum ActionCommand {
         power: u64,
     },
     /// Remove a node.
+    ///
+    /// Example: symbiont --key firms/pharma.pem gov propose remove-node pharma-2
     RemoveNode {
         /// The node's id.
         id: String,
     },
     /// Give a node voting power (0: no longer a validator).
+    ///
+    /// Example: symbiont --key firms/power.pem gov propose set-power power-1 2
     SetPower {
         /// The node's id.
         node: String,
@@ -108,11 +120,16 @@ pub enum ActionCommand {
     },
     /// Replace the consensus parameters with those of a TOML file (the
     /// keys of the genesis file's [consensus] table, at its top level).
+    ///
+    /// Example: symbiont --key firms/power.pem gov propose set-consensus consensus.toml
     SetConsensus {
         /// The TOML file.
         file: PathBuf,
     },
     /// Register a resource kind by governance.
+    ///
+    /// Example: symbiont --key firms/power.pem gov propose register-kind --id gypsum
+    /// --name Gypsum --unit t --emission-factor-g 120000
     RegisterKind(KindArgs),
 }
 

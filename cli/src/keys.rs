@@ -17,6 +17,8 @@ pub enum KeysCommand {
     /// The same file serves a firm admin, an operator, a meter or a node (a
     /// node's key is also its libp2p identity). Put the printed public key
     /// into genesis or an authorization transaction; keep the file secret.
+    ///
+    /// Example: symbiont keys gen --out ops.pem
     Gen {
         /// Where to write the key file.
         #[arg(long, value_name = "FILE")]
@@ -26,6 +28,8 @@ pub enum KeysCommand {
         force: bool,
     },
     /// Show the public key and libp2p PeerId of a key file.
+    ///
+    /// Example: symbiont keys show ops.pem --json
     Show {
         /// The key file (PKCS#8 PEM).
         file: PathBuf,

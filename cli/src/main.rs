@@ -175,3 +175,36 @@ fn main() -> ExitCode {
     };
     output::exit_code(result.and_then(|()| Ok(output::flush()?)))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command people run (each leaf of the command tree) says what
+    /// it does and shows an example; the top level lists every command.
+    #[test]
+    fn every_command_explains_itself_with_an_example() {
+        fn walk(command: &clap::Command, path: String, missing: &mut Vec<String>) {
+            let leaves: Vec<_> = command.get_subcommands().collect();
+            if leaves.is_empty() {
+                let help = command
+                    .get_long_about()
+                    .or(command.get_about())
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                if help.is_empty() || !help.contains("Example: symbiont") {
+                    missing.push(path);
+                }
+                return;
+            }
+            for sub in leaves {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        walk(&cli, "symbiont".into(), &mut missing);
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
+}

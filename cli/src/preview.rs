@@ -22,6 +22,9 @@ pub enum PreviewCommand {
     ///
     /// Quantities are integer thousandths of the resource kind's unit;
     /// money is integer minor units (cents, øre) of the settlement currency.
+    ///
+    /// Example: symbiont preview settlement --contract docs/examples/steam-contract.toml
+    /// --availability 80000 --delivered 80000
     Settlement {
         /// Contract terms, TOML: price, committed, tolerance_bp,
         /// supply_penalty, offtake_penalty, and optionally excess_price,
@@ -39,6 +42,8 @@ pub enum PreviewCommand {
         check: Option<u64>,
     },
     /// Split a pool's net income (or cost, negative) by its sharing keys.
+    ///
+    /// Example: symbiont preview split --keys docs/examples/pv-pool-keys.toml --amount 200
     Split {
         /// Sharing keys, TOML: a [keys] table of member id = basis points,
         /// summing to 10000.
