@@ -53,6 +53,34 @@ impl Global {
     }
 }
 
+/// A client config file: which node to talk to and which key signs.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub node: Option<String>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl ClientConfig {
+    /// Reads `path`; a relative `key` is taken relative to the file's directory.
+    pub fn read(path: &std::path::Path) -> Result<ClientConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the client config {}", path.display()))?;
+        let mut config: ClientConfig = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a client config (node = \"http://host:port\", key = \"file.pem\")",
+                path.display()
+            )
+        })?;
+        if let (Some(key), Some(dir)) = (&config.key, path.parent())
+            && key.is_relative()
+        {
+            config.key = Some(dir.join(key));
+        }
+        Ok(config)
+    }
+}
+
 /// Prints a submission's outcome (a sentence, or JSON with --json); an
 /// outcome other than applied is an error (exit status 1).
 pub fn report(outcome: &Outcome, json: bool) -> Result<()> {

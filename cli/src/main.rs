@@ -31,22 +31,28 @@ mod units;
 /// transaction sign it locally with --key and wait until it is committed
 /// (exit status 0 when it was applied, 1 when it failed, was refused or
 /// timed out).
+///
+/// Example: symbiont --node http://127.0.0.1:26756 status
+///
+/// Example: symbiont --key ops.pem market offer --kind steam --quantity 10
+/// --price 25.00 --periods 30 --period 1d --delivery-point "gate 2"
 #[derive(Parser)]
 #[command(name = "symbiont", version, propagate_version = true)]
 struct Cli {
-    /// The node's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "SYMBIONT_NODE",
-        default_value = "http://127.0.0.1:9090",
-        value_name = "URL"
-    )]
-    node: String,
+    /// The node's gRPC address [default: the client config's `node`, else
+    /// http://127.0.0.1:9090].
+    #[arg(long, global = true, env = "SYMBIONT_NODE", value_name = "URL")]
+    node: Option<String>,
     /// The signer's key file (PKCS#8 PEM): a firm admin's or operator's key.
     /// Transactions are signed here; the key never leaves this machine.
+    /// [default: the client config's `key`]
     #[arg(long, global = true, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// A client config file (TOML) naming the node and the key file:
+    /// `node = "http://10.0.0.5:9090"` and `key = "ops.pem"` (relative to
+    /// the config file's directory); --node and --key override it.
+    #[arg(long, global = true, env = "SYMBIONT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print the result as JSON (events: one JSON object per line).
     #[arg(long, global = true)]
     json: bool,
@@ -145,9 +151,17 @@ enum Command {
 fn main() -> ExitCode {
     // Help and usage errors: clap prints them and exits, ignoring a closed pipe.
     let cli = Cli::parse();
+    let config = match cli.config.as_deref().map(client::ClientConfig::read) {
+        Some(Ok(config)) => config,
+        Some(Err(error)) => return output::exit_code(Err(error)),
+        None => client::ClientConfig::default(),
+    };
     let global = client::Global {
-        node: cli.node,
-        key: cli.key,
+        node: cli
+            .node
+            .or(config.node)
+            .unwrap_or_else(|| "http://127.0.0.1:9090".to_string()),
+        key: cli.key.or(config.key),
         json: cli.json,
         timeout: Duration::from_secs(cli.timeout),
     };
@@ -204,6 +218,11 @@ mod tests {
         let mut missing = Vec::new();
         let cli = super::Cli::command();
         cli.clone().debug_assert();
+        let top = cli
+            .get_long_about()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(top.contains("Example: symbiont"), "symbiont --help: {top}");
         walk(&cli, "symbiont".into(), &mut missing);
         assert!(missing.is_empty(), "no example in the help of: {missing:?}");
     }

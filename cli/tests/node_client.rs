@@ -100,6 +100,23 @@ fn the_cli_submits_lists_and_follows_on_a_real_network() {
     assert_eq!(second["outcome"], "applied", "{second}");
     assert_eq!(second["nonce"], 2);
 
+    // A client config file names the node and the key (relative to the
+    // file): the same operator withdraws its second offer without --node
+    // or --key.
+    std::fs::write(
+        dir.path().join("client.toml"),
+        format!("node = \"{url}\"\nkey = \"operator.pem\"\n"),
+    )
+    .unwrap();
+    let second_id = second["tx_id"].as_str().unwrap();
+    let output = Command::new(CLI)
+        .args(["--config", &path(&dir.path().join("client.toml")), "--json"])
+        .args(["market", "withdraw", second_id])
+        .env_remove("SYMBIONT_NODE")
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&ok(output))["outcome"], "applied");
+
     // The market lists both in tonnes and euros.
     let list = json_of(&ok(cli(
         &url,
@@ -162,7 +179,7 @@ fn the_cli_submits_lists_and_follows_on_a_real_network() {
     assert!(!failed_code.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("committed but failed"));
 
-    // The events from height 1: the four transactions, in order.
+    // The events from height 1: the five transactions, in order.
     let output = ok(cli(
         &url,
         &[
@@ -170,7 +187,7 @@ fn the_cli_submits_lists_and_follows_on_a_real_network() {
             "--from",
             "1",
             "--limit",
-            "4",
+            "5",
             "--for-secs",
             "30",
             "--json",
@@ -181,7 +198,7 @@ fn the_cli_submits_lists_and_follows_on_a_real_network() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(events.len(), 5, "{events:?}");
     let kinds: Vec<_> = events
         .iter()
         .map(|e| {
@@ -198,12 +215,13 @@ fn the_cli_submits_lists_and_follows_on_a_real_network() {
             "tx_committed authorize_key",
             "tx_committed post_offer",
             "tx_committed post_offer",
+            "tx_committed withdraw",
             "tx_failed authorize_key"
         ]
     );
     assert_eq!(events[1]["tx_id"], offer_id.as_str());
     assert_eq!(events[1]["firms"][0], "firm-0");
-    assert_eq!(events[3]["code"], failed_code.as_str());
+    assert_eq!(events[4]["code"], failed_code.as_str());
     let output = ok(cli(&url, &["events", "--from", "1", "--limit", "2"]));
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
