@@ -1557,3 +1557,203 @@ fn key_fields_are_checked_on_decoding_only_for_canonical_encoding() {
             .is_err()
     );
 }
+
+/// The codes of `code()` in the given source: every `=> "code"`.
+fn codes_in_source(source: &str) -> BTreeSet<String> {
+    source
+        .split("=> \"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().expect("a closing quote").to_string())
+        .collect()
+}
+
+#[test]
+fn every_result_code_is_documented() {
+    let mut codes = BTreeSet::new();
+    for source in [
+        include_str!("../src/exec/error.rs"),
+        include_str!("../src/tx.rs"),
+        include_str!("../src/pool.rs"),
+    ] {
+        codes.extend(codes_in_source(source));
+    }
+    assert!(codes.len() > 60, "{codes:?}");
+    // The table of section 9, "Every result code": its rows `| `code` | ...`.
+    let section = doc::LEDGER_FORMAT
+        .split("### Every result code")
+        .nth(1)
+        .expect("the section")
+        .split("\n### ")
+        .next()
+        .expect("its text");
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .map(|rest| {
+            rest.split('`')
+                .next()
+                .expect("a closing backquote")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        documented, codes,
+        "documented codes (left) and the code's (right)"
+    );
+}
+
+/// Block `height` of the demo chain at `T0 + height` seconds.
+fn run_block(state: &mut state::State, height: u64, txs: &[SignedTx]) -> Vec<Option<&'static str>> {
+    let outcome = exec::execute_block(
+        state,
+        &BlockInfo {
+            height,
+            time_ms: T0 + height * 1000,
+        },
+        txs,
+    )
+    .unwrap();
+    outcome
+        .results
+        .iter()
+        .map(|(_, result)| result.as_ref().err().map(AppError::code))
+        .collect()
+}
+
+fn demo_tx(chain: &str, seed: u8, nonce: u64, kind: TxKind) -> SignedTx {
+    SignedTx::sign(
+        TxBody {
+            chain_id: chain.into(),
+            nonce,
+            kind,
+        },
+        &keypair(seed),
+    )
+}
+
+/// Section 9: the checks before the nonce are made in the documented
+/// order, the first failure wins, and such a failure writes nothing.
+#[test]
+fn the_first_failing_check_gives_the_result() {
+    let mut state = exec::genesis_state(&demo_genesis());
+    let withdraw = TxKind::Withdraw { listing: h(3) };
+    let authorize = demo_tx(
+        "demo-1",
+        2,
+        1,
+        TxKind::AuthorizeKey {
+            firm: "gyproc".into(),
+            key: pk(21),
+            role: KeyRole::Operator,
+        },
+    );
+    let operator_withdraw = demo_tx("demo-1", 21, 1, withdraw.clone());
+    // An operator key, for another firm, with a key that is no point:
+    // the role is checked first.
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    let operator_authorize = demo_tx(
+        "demo-1",
+        21,
+        2,
+        TxKind::AuthorizeKey {
+            firm: "novo".into(),
+            key: PublicKey(not_a_point),
+            role: KeyRole::Meter,
+        },
+    );
+    assert_eq!(
+        run_block(
+            &mut state,
+            1,
+            &[authorize, operator_withdraw.clone(), operator_authorize]
+        ),
+        [None, Some("unknown_listing"), Some("unauthorized")]
+    );
+    // The key is revoked: its transaction, repeated, is already included.
+    let revoke = demo_tx(
+        "demo-1",
+        2,
+        2,
+        TxKind::RevokeKey {
+            firm: "gyproc".into(),
+            key: pk(21),
+        },
+    );
+    assert_eq!(run_block(&mut state, 2, &[revoke]), [None]);
+    let stranger = |chain: &str, nonce, bad_signature: bool| {
+        let mut tx = demo_tx(chain, 9, nonce, withdraw.clone());
+        if bad_signature {
+            tx.signature = Signature([0; 64]);
+        }
+        tx
+    };
+    let failing = [
+        // Repeated, by a signer unknown by now.
+        (operator_withdraw, "already_included"),
+        // Another chain, a bad signature, an unknown signer, a bad nonce.
+        (stranger("other-1", 7, true), "wrong_chain_id"),
+        // A bad signature, an unknown signer, a bad nonce.
+        (stranger("demo-1", 7, true), "bad_signature"),
+        // An unknown signer (the revoked key), a bad nonce.
+        (demo_tx("demo-1", 21, 9, withdraw.clone()), "unknown_signer"),
+        // A bad nonce, a kind that would fail.
+        (demo_tx("demo-1", 2, 9, withdraw.clone()), "bad_nonce"),
+    ];
+    let before = state.records().clone();
+    let txs: Vec<SignedTx> = failing.iter().map(|(tx, _)| tx.clone()).collect();
+    let codes: Vec<Option<&str>> = failing.iter().map(|(_, code)| Some(*code)).collect();
+    assert_eq!(run_block(&mut state, 3, &txs), codes);
+    // Nothing written but the meta record.
+    let mut after = state.records().clone();
+    after.insert(Key::Meta.bytes(), before[&Key::Meta.bytes()].clone());
+    assert_eq!(after, before);
+}
+
+/// Section 3: strict verification refuses `s + L` although the equation
+/// still holds for it.
+#[test]
+fn strict_verification_refuses_a_non_canonical_s() {
+    let rfc = rfc_keypair();
+    let signature = rfc.sign(b"");
+    assert_eq!(rfc.public().verify(b"", &signature), Ok(()));
+    // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut bytes = signature.0;
+    let mut carry = 0u16;
+    for (byte, add) in bytes[32..].iter_mut().zip(l) {
+        let sum = *byte as u16 + add as u16 + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    assert!(
+        rfc.public().verify(b"", &Signature(bytes)).is_err(),
+        "s + L must be refused"
+    );
+}
+
+/// Section 1: an `Option` tag other than 0 or 1 is `UnknownVariant`; set
+/// elements out of order or repeated are `NonCanonical`.
+#[test]
+fn option_tags_and_sets_decode_strictly() {
+    assert!(matches!(
+        codec::decode::<Option<u8>>(&[2, 0]),
+        Err(codec::CodecError::UnknownVariant { .. })
+    ));
+    for elements in [[5u8, 3], [5, 5]] {
+        let bytes = Bytes::default().len(2).raw(&elements).0;
+        assert_eq!(
+            codec::decode::<BTreeSet<u8>>(&bytes),
+            Err(codec::CodecError::NonCanonical)
+        );
+    }
+    let bytes = Bytes::default().len(2).raw(&[3, 5]).0;
+    assert_eq!(
+        codec::decode::<BTreeSet<u8>>(&bytes),
+        Ok(BTreeSet::from([3, 5]))
+    );
+}
