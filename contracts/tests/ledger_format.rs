@@ -1757,3 +1757,166 @@ fn option_tags_and_sets_decode_strictly() {
         Ok(BTreeSet::from([3, 5]))
     );
 }
+
+/// Section 9, "The checks of each kind": where a transaction breaks
+/// several rules of its kind, the first in the documented order wins.
+#[test]
+fn the_first_failing_check_of_a_kind_gives_the_code() {
+    let mut state = exec::genesis_state(&demo_genesis());
+    let authorize = |nonce, seed, role| {
+        demo_tx(
+            "demo-1",
+            2,
+            nonce,
+            TxKind::AuthorizeKey {
+                firm: "gyproc".into(),
+                key: pk(seed),
+                role,
+            },
+        )
+    };
+    assert_eq!(
+        run_block(
+            &mut state,
+            1,
+            &[
+                authorize(1, 21, KeyRole::Operator),
+                authorize(2, 22, KeyRole::Meter)
+            ]
+        ),
+        [None, None]
+    );
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    let mut nonces: BTreeMap<u8, u64> = BTreeMap::from([(2, 2)]);
+    let mut next = |seed: u8| {
+        let nonce = nonces.entry(seed).or_insert(0);
+        *nonce += 1;
+        *nonce
+    };
+    let cases: Vec<(u8, TxKind, &str)> = vec![
+        // Admin of gyproc, for novo, with a key that is no point.
+        (
+            2,
+            TxKind::AuthorizeKey {
+                firm: "novo".into(),
+                key: PublicKey(not_a_point),
+                role: KeyRole::Meter,
+            },
+            "wrong_firm",
+        ),
+        // An operator proposing, with an expiry in the past.
+        (
+            21,
+            TxKind::Propose {
+                action: GovAction::RemoveNode { id: "n1".into() },
+                expires_ms: 0,
+            },
+            "unauthorized",
+        ),
+        // Not a facilitator, and an invalid kind id.
+        (
+            2,
+            TxKind::RegisterKind {
+                kind: ResourceKind {
+                    id: "Bad Id".into(),
+                    ..fly_ash()
+                },
+            },
+            "not_facilitator",
+        ),
+        // A facilitator, for an unknown firm, with a bad EWC code.
+        (
+            3,
+            TxKind::GrantLicence {
+                firm: "nobody".into(),
+                ewc_code: "bad".into(),
+                expires_ms: 0,
+            },
+            "unknown_firm",
+        ),
+        // A facilitator trading an unknown kind.
+        (
+            3,
+            TxKind::PostOffer {
+                listing: ListingTerms {
+                    kind: "unknown".into(),
+                    ..offer_terms()
+                },
+            },
+            "facilitator_trades",
+        ),
+        // A meter key acknowledging a payment to an unknown pool.
+        (
+            22,
+            TxKind::AcknowledgePayment {
+                payer: Account::Firm("novo".into()),
+                payee: Account::Pool(h(5)),
+                amount: 0,
+            },
+            "unauthorized",
+        ),
+        // An admin acknowledging a payment to an unknown pool, amount 0.
+        (
+            2,
+            TxKind::AcknowledgePayment {
+                payer: Account::Firm("novo".into()),
+                payee: Account::Pool(h(5)),
+                amount: 0,
+            },
+            "unknown_pool",
+        ),
+        // An admin key (not a meter), for an unknown contract: the
+        // contract is looked up before the reader.
+        (
+            2,
+            TxKind::RecordDelivery {
+                contract: h(4),
+                period: 0,
+                quantity: 1,
+            },
+            "unknown_contract",
+        ),
+        // A pool with a bad name and no members.
+        (
+            21,
+            TxKind::CreatePool {
+                name: " ".into(),
+                keys: BTreeMap::new(),
+                start_ms: T0,
+                period_ms: 0,
+            },
+            "invalid_field",
+        ),
+        (
+            21,
+            TxKind::CreatePool {
+                name: "PV field".into(),
+                keys: BTreeMap::from([("nobody".to_string(), 0)]),
+                start_ms: T0,
+                period_ms: 0,
+            },
+            "pool_zero_key",
+        ),
+        // An operator joining an unknown pool.
+        (21, TxKind::JoinPool { pool: h(5) }, "unauthorized"),
+        // A contract with the consumer as supplier and an unknown kind.
+        (
+            21,
+            TxKind::ProposeContract {
+                terms: ContractTerms {
+                    supplier: "gyproc".into(),
+                    kind: "unknown".into(),
+                    ..contract_terms()
+                },
+            },
+            "invalid_field",
+        ),
+    ];
+    let txs: Vec<SignedTx> = cases
+        .iter()
+        .map(|(seed, kind, _)| demo_tx("demo-1", *seed, next(*seed), kind.clone()))
+        .collect();
+    let codes: Vec<Option<&str>> = cases.iter().map(|(_, _, code)| Some(*code)).collect();
+    assert_eq!(run_block(&mut state, 2, &txs), codes);
+}
