@@ -1174,6 +1174,8 @@ fn tx_vectors(check: &mut Check) {
     check.value("tx.example.signed", &tx, hand_tx.clone());
     check.bytes("tx.example.id", tx.id().0.to_vec(), hand_tx.hash().to_vec());
     assert_eq!(tx.verify("kalundborg-1"), Ok(()));
+    // As the document says: `ab×32` decodes but is no usable key.
+    assert!(PublicKey([0xab; 32]).validate().is_err());
     assert_eq!(
         SignedTx::from_bytes_verified(&tx.to_bytes(), "kalundborg-1"),
         Ok(tx)
