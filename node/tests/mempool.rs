@@ -231,3 +231,72 @@ fn block_checks_skip_admitted_and_match_sequential_verification() {
         "bad_signature"
     );
 }
+
+/// docs/ledger-format.md, section 9, "At admission": when several checks
+/// fail, the first in the documented order gives the code; a nonce ahead
+/// of the state's next is admitted although a block would refuse it.
+#[test]
+fn admission_checks_run_in_the_documented_order() {
+    let mut state = state();
+    let mut waiting = pool(MempoolConfig::default());
+    let first = tx(1, 1, 0);
+    waiting.admit(first.clone(), &state).unwrap();
+    let unsigned = |mut t: SignedTx| {
+        t.signature.0 = [0; 64];
+        t
+    };
+    let stranger_other_chain = SignedTx::sign(
+        TxBody {
+            chain_id: "other".into(),
+            nonce: 99,
+            kind: TxKind::Withdraw {
+                listing: Hash([0; 32]),
+            },
+        },
+        &key(7),
+    );
+    let cases: Vec<(SignedTx, &str)> = vec![
+        // Another chain, a bad signature, an unknown signer, a far nonce.
+        (unsigned(stranger_other_chain), "wrong_chain_id"),
+        // A bad signature, an unknown signer, a far nonce.
+        (unsigned(tx(7, 99, 0)), "bad_signature"),
+        // An unknown signer, a far nonce.
+        (tx(7, 99, 0), "unknown_signer"),
+    ];
+    for (bad, code) in cases {
+        assert_eq!(waiting.admit(bad, &state).unwrap_err().code(), code);
+    }
+    // Waiting here and in a block: `duplicate` first, then `already_included`.
+    execute_block(
+        &mut state,
+        &BlockInfo {
+            height: 1,
+            time_ms: GENESIS_TIME_MS + 1,
+        },
+        std::slice::from_ref(&first),
+    )
+    .unwrap();
+    assert_eq!(
+        waiting.admit(first.clone(), &state).unwrap_err().code(),
+        "duplicate"
+    );
+    let mut fresh = pool(MempoolConfig::default());
+    assert_eq!(
+        fresh.admit(first, &state).unwrap_err().code(),
+        "already_included"
+    );
+    // Nonce 3 while 2 is next: admitted to wait, refused by a block.
+    let ahead = tx(1, 3, 0);
+    fresh.admit(ahead.clone(), &state).unwrap();
+    let outcome = execute_block(
+        &mut state,
+        &BlockInfo {
+            height: 2,
+            time_ms: GENESIS_TIME_MS + 2,
+        },
+        &[ahead],
+    )
+    .unwrap();
+    let code = outcome.results[0].1.as_ref().unwrap_err().code();
+    assert_eq!(code, "bad_nonce");
+}
