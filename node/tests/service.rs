@@ -398,3 +398,90 @@ async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
         task.await.unwrap().unwrap();
     }
 }
+
+/// A block of more than 1 MiB crosses the network: node 0 alone collects
+/// 24 transactions of about 60 KiB (1.4 MiB) before the other validators
+/// start, so its proposal carries them all in one block. The gossip
+/// message bound once was 1 MiB while genesis allowed 4 MiB blocks: such a
+/// proposal was dropped by every peer and node 0's transactions never
+/// committed. (The simulator does not model message sizes, so only a
+/// test with real libp2p can see this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_over_one_mebibyte_is_gossiped_and_committed() {
+    use symbiont_contracts::tx::{ListingTerms, SignedTx, TxBody, TxKind};
+    let mut genesis = four_validators_now();
+    genesis.consensus.max_block_bytes = 4 << 20;
+    genesis.consensus.max_block_txs = 1000;
+    let net = Net::new(genesis);
+    let first = start(net.config(0)).await.unwrap();
+    let mut ids = Vec::new();
+    let mut total = 0;
+    // The four firms' admin keys (seeds 1 to 4), nonces 1 to 6 each.
+    for seed in 1..=4u8 {
+        for nonce in 1..=6 {
+            let tx = SignedTx::sign(
+                TxBody {
+                    chain_id: CHAIN.into(),
+                    nonce,
+                    kind: TxKind::PostOffer {
+                        listing: ListingTerms {
+                            kind: "steam".into(),
+                            quantity_per_period: 1000,
+                            price: 100,
+                            delivery_point: "x".repeat(60_000),
+                            quality: Default::default(),
+                            period_ms: 3_600_000,
+                            periods: 1,
+                            valid_until_ms: u64::MAX,
+                        },
+                    },
+                },
+                &key(seed),
+            );
+            total += tx.to_bytes().len();
+            ids.push(first.0.submit(tx).await.unwrap().unwrap());
+        }
+    }
+    assert!(total > 1 << 20, "{total} bytes are not over 1 MiB");
+    let mut nodes = vec![first];
+    for i in 1..4 {
+        nodes.push(start(net.config(i)).await.unwrap());
+    }
+    let committed = async {
+        for id in &ids {
+            loop {
+                match nodes[1].0.tx(*id).await {
+                    Some(symbiont_node::service::TxStatus::Committed(_)) => break,
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), committed)
+        .await
+        .expect("node 0's transactions committed, seen by node 1, within 60 s");
+    let tip = *nodes[1].0.height.borrow();
+    for (handle, _) in &nodes {
+        tokio::time::timeout(Duration::from_secs(30), wait_for_height(handle, tip))
+            .await
+            .expect("every node stores the big block");
+        handle.stop().await;
+    }
+    for (_, task) in nodes {
+        task.await.unwrap().unwrap();
+    }
+    // The transactions went in one block of more than 1 MiB, stored alike
+    // by every node.
+    let genesis_hash = net.genesis.hash();
+    let storage = Storage::open(&net.dirs[2].path().join("ledger"), genesis_hash, 8 << 20).unwrap();
+    let largest = (1..=tip)
+        .map(|h| storage.block(h).unwrap().unwrap().len())
+        .max()
+        .unwrap();
+    storage.close().unwrap();
+    assert!(largest > 1 << 20, "the largest block has {largest} bytes");
+    let hashes = stored_hashes(net.dirs[0].path(), genesis_hash, tip);
+    for dir in &net.dirs[1..] {
+        assert_eq!(stored_hashes(dir.path(), genesis_hash, tip), hashes);
+    }
+}
