@@ -25,7 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 /// How long to wait for a node to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often [`submit`] asks whether the transaction is committed.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
 /// At most this many submissions of one transaction are tried past
 /// nonce refusals (a signer can have 64 transactions waiting).
 const MAX_NONCE_STEPS: usize = 70;
@@ -97,7 +97,8 @@ pub fn report(outcome: &Outcome, json: bool) -> Result<()> {
     }
 }
 
-/// The clients of the three services on one connection.
+/// The clients of the three services on one connection (clones share it).
+#[derive(Clone)]
 pub struct Client {
     pub node: NodeClient<Channel>,
     pub query: QueryClient<Channel>,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod common;
 mod contract;
+mod demo;
 mod events;
 mod firm;
 mod genesis;
@@ -17,6 +18,7 @@ mod keys;
 mod market;
 mod meter;
 mod output;
+mod park;
 mod pool;
 mod preview;
 mod settlement;
@@ -66,6 +68,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local park (the Kalundborg example, 4 validator processes
+    /// on 127.0.0.1, data in a temporary directory) and play a season on
+    /// it through the gRPC API: offers, contracts with penalties, metered
+    /// deliveries with a supply shortfall and an off-take failure, a shared
+    /// pool, a validator killed and restarted, settlement and payments;
+    /// then statements, balances and avoided CO2. Needs `symbiont-node`
+    /// next to this program (`cargo build --release` builds both).
+    ///
+    /// Example: symbiont demo --keep
+    Demo(demo::DemoArgs),
     /// Generate and inspect ed25519 key files (PKCS#8 PEM).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -166,6 +178,7 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs(cli.timeout),
     };
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args, &global),
         Command::Keys(command) => keys::run(command, global.json),
         Command::Genesis(command) => genesis::run(command, global.json),
         Command::Preview(command) => preview::run(command, global.json),

@@ -191,11 +191,8 @@ pub const GRPC_PORT_OFFSET: u16 = 100;
 pub const METRICS_PORT_OFFSET: u16 = 1000;
 
 /// A local network on 127.0.0.1: `validators` validator nodes and
-/// `full_nodes` others, one firm each, fresh keys, `dir/genesis.toml`,
-/// `dir/<node>/config.toml` with its key, and `dir/firms/<firm>.pem` with
-/// each firm's admin key. P2p ports `base_port`, `base_port + 1`, ...;
-/// gRPC and metrics ports `GRPC_PORT_OFFSET` and `METRICS_PORT_OFFSET`
-/// above them.
+/// `full_nodes` others, one firm each (`firm-<i>`), on the chain
+/// "testnet" with two resource kinds; see [`park`] for what is written.
 pub fn testnet(
     dir: &Path,
     validators: usize,
@@ -206,24 +203,10 @@ pub fn testnet(
     if validators == 0 {
         bail!("a network needs at least one validator");
     }
-    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-        bail!("{} is not empty", dir.display());
-    }
-    let total = validators + full_nodes;
-    let last_port = u16::try_from(total - 1)
-        .ok()
-        .and_then(|n| base_port.checked_add(n))
-        .and_then(|p| p.checked_add(METRICS_PORT_OFFSET));
-    if last_port.is_none() {
-        bail!(
-            "{total} nodes from port {base_port} need ports up to {} (metrics: p2p port + {METRICS_PORT_OFFSET}), past 65535",
-            u64::from(base_port) + total as u64 - 1 + u64::from(METRICS_PORT_OFFSET)
-        );
-    }
-    fs::create_dir_all(dir.join("firms"))?;
-    let mut genesis = format!(
-        "# A local test network made by `symbiont-node testnet`.\n\
-         chain_id = \"testnet\"\n\
+    // Keys here are placeholders: `park` gives every firm and node a
+    // fresh one.
+    let mut template = format!(
+        "chain_id = \"testnet\"\n\
          genesis_time_ms = {genesis_time_ms}\n\n\
          [currency]\ncode = \"EUR\"\nminor_units = 2\n\n\
          [consensus]\n\
@@ -235,50 +218,109 @@ pub fn testnet(
          [[resource_kinds]]\nid = \"district-heat\"\nname = \"District heating water\"\n\
          unit = \"MWh\"\nemission_factor_g = 200000\n"
     );
-    let mut nodes = Vec::new();
-    let mut keys = Vec::new();
-    for i in 0..total {
+    for i in 0..validators + full_nodes {
         let validator = i < validators;
         let name = if validator {
             format!("validator-{i}")
         } else {
             format!("full-{}", i - validators)
         };
-        let firm = format!("firm-{i}");
+        let placeholder = |n: usize| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            symbiont_contracts::keys::Keypair::from_seed(seed).public()
+        };
+        template += &format!(
+            "\n[[firms]]\nid = \"firm-{i}\"\nname = \"Firm {i}\"\nadmin_key = \"{}\"\n\n\
+             [[nodes]]\nid = \"{name}\"\nfirm = \"firm-{i}\"\nsite = \"127.0.0.1\"\nkey = \"{}\"\n\
+             validator = {validator}\npower = {}\n",
+            placeholder(2 * i),
+            placeholder(2 * i + 1),
+            u64::from(validator)
+        );
+    }
+    let template = Genesis::from_toml(&template).context("generated genesis")?;
+    park(
+        dir,
+        &template,
+        base_port,
+        genesis_time_ms,
+        "# A local test network made by `symbiont-node testnet`.",
+    )
+}
+
+/// A local network on 127.0.0.1 of the firms, nodes, kinds and parameters
+/// of `template`, with fresh keys: every firm's admin key in
+/// `dir/firms/<firm>.pem`, every node's key and `config.toml` in
+/// `dir/<node>/`, and `dir/genesis.toml` naming the new public keys, with
+/// `genesis_time_ms` (`heading` is its first comment line). Node i (in
+/// genesis order) listens on p2p port `base_port + i`, gRPC and metrics
+/// `GRPC_PORT_OFFSET` and `METRICS_PORT_OFFSET` above it, and dials all
+/// the others.
+pub fn park(
+    dir: &Path,
+    template: &Genesis,
+    base_port: u16,
+    genesis_time_ms: u64,
+    heading: &str,
+) -> Result<Vec<TestnetNode>> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty", dir.display());
+    }
+    let total = template.nodes.len();
+    if total == 0 {
+        bail!("the genesis names no node");
+    }
+    let last_port = u16::try_from(total - 1)
+        .ok()
+        .and_then(|n| base_port.checked_add(n))
+        .and_then(|p| p.checked_add(METRICS_PORT_OFFSET));
+    if last_port.is_none() {
+        bail!(
+            "{total} nodes from port {base_port} need ports up to {} (metrics: p2p port + {METRICS_PORT_OFFSET}), past 65535",
+            u64::from(base_port) + total as u64 - 1 + u64::from(METRICS_PORT_OFFSET)
+        );
+    }
+    let mut genesis = template.clone();
+    genesis.genesis_time_ms = genesis_time_ms;
+    fs::create_dir_all(dir.join("firms"))?;
+    for firm in &mut genesis.firms {
         let admin = keyfile::generate()?;
         keyfile::write(
-            &dir.join("firms").join(format!("{firm}.pem")),
+            &dir.join("firms").join(format!("{}.pem", firm.id)),
             &admin,
             false,
         )?;
+        firm.admin_key = admin.public();
+    }
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
+    for (i, node) in genesis.nodes.iter_mut().enumerate() {
         let node_key = keyfile::generate()?;
-        let node_dir = dir.join(&name);
+        let node_dir = dir.join(&node.id);
         fs::create_dir_all(&node_dir)?;
         keyfile::write(&node_dir.join("node.pem"), &node_key, false)?;
-        genesis += &format!(
-            "\n[[firms]]\nid = \"{firm}\"\nname = \"Firm {i}\"\nadmin_key = \"{}\"\n\n\
-             [[nodes]]\nid = \"{name}\"\nfirm = \"{firm}\"\nsite = \"127.0.0.1\"\nkey = \"{}\"\n\
-             validator = {validator}\npower = {}\n",
-            admin.public(),
-            node_key.public(),
-            u64::from(validator)
-        );
+        node.key = node_key.public();
         // Checked above: no overflow.
         let port = base_port + i as u16;
         let grpc_port = port + GRPC_PORT_OFFSET;
         keys.push((node_key.public(), format!("/ip4/127.0.0.1/tcp/{port}")));
         nodes.push(TestnetNode {
-            name,
+            name: node.id.clone(),
             config: node_dir.join("config.toml"),
             dir: node_dir,
             listen: format!("/ip4/127.0.0.1/tcp/{port}"),
             grpc: format!("http://127.0.0.1:{grpc_port}"),
             metrics_address: format!("127.0.0.1:{}", port + METRICS_PORT_OFFSET),
-            validator,
+            validator: node.validator,
         });
     }
-    Genesis::from_toml(&genesis).context("generated genesis")?;
-    fs::write(dir.join("genesis.toml"), &genesis)?;
+    let text = toml::to_string(&genesis).context("genesis as TOML")?;
+    let parsed = Genesis::from_toml(&text).context("generated genesis")?;
+    if parsed != genesis {
+        bail!("the generated genesis does not read back as written");
+    }
+    fs::write(dir.join("genesis.toml"), format!("{heading}\n{text}"))?;
     for (i, node) in nodes.iter().enumerate() {
         let config = NodeConfig {
             key_file: "node.pem".into(),

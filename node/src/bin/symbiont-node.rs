@@ -53,11 +53,20 @@ enum Command {
     /// directory with config.toml per node, firms/<firm>.pem admin keys.
     /// Prints each node's directory, p2p address and gRPC URL (p2p port +
     /// 100).
+    ///
+    /// Either --validators (and --full-nodes): one firm per node, or
+    /// --genesis: the firms, nodes, kinds and parameters of a genesis file
+    /// (e.g. deploy/genesis/kalundborg.toml) with fresh keys for all.
     Testnet {
-        #[arg(long)]
-        validators: usize,
-        #[arg(long, default_value_t = 0)]
+        /// How many validator nodes.
+        #[arg(long, required_unless_present = "genesis", conflicts_with = "genesis")]
+        validators: Option<usize>,
+        /// How many nodes that do not validate.
+        #[arg(long, default_value_t = 0, conflicts_with = "genesis")]
         full_nodes: usize,
+        /// A genesis file to take firms, nodes and kinds from.
+        #[arg(long, value_name = "FILE")]
+        genesis: Option<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
         /// The first node's p2p port; the others follow. Metrics ports are
@@ -94,12 +103,29 @@ fn run(args: Args) -> Result<()> {
         Command::Testnet {
             validators,
             full_nodes,
+            genesis,
             dir,
             base_port,
             json,
         } => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
-            let nodes = config::testnet(&dir, validators, full_nodes, base_port, now)?;
+            let nodes = match (validators, genesis) {
+                (_, Some(path)) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let template = symbiont_contracts::genesis::Genesis::from_toml(&text)
+                        .with_context(|| format!("genesis {}", path.display()))?;
+                    let heading = format!(
+                        "# A local network made by `symbiont-node testnet` from {}.",
+                        path.display()
+                    );
+                    config::park(&dir, &template, base_port, now, &heading)?
+                }
+                (Some(validators), None) => {
+                    config::testnet(&dir, validators, full_nodes, base_port, now)?
+                }
+                (None, None) => bail!("give --validators N or --genesis FILE"),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);
             } else {
@@ -200,7 +226,11 @@ fn run_node(config_path: &Path) -> Result<()> {
                     if changed.is_err() {
                         break;
                     }
-                    println!("height {}", *height.borrow_and_update());
+                    // A reader that went away (a closed pipe) must not stop
+                    // the node: the line is a courtesy, the ledger is in
+                    // its data dir.
+                    let line = format!("height {}\n", *height.borrow_and_update());
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
                 }
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
