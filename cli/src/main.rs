@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod client;
 mod common;
 mod contract;
@@ -78,6 +79,14 @@ enum Command {
     ///
     /// Example: symbiont demo --keep
     Demo(demo::DemoArgs),
+    /// Measure this machine: ed25519 verification rates, then a local
+    /// network of 4 validator processes under offered load in steps
+    /// (committed tx/s, p50/p99 finality, CPU per node), empty-block
+    /// finality, the rate with one validator killed and how fast it is back
+    /// in step; each against its target. Build with --release first.
+    ///
+    /// Example: symbiont bench --steps 200,400,800 --json
+    Bench(bench::BenchArgs),
     /// Generate and inspect ed25519 key files (PKCS#8 PEM).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -179,6 +188,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, &global),
+        Command::Bench(args) => bench::run(args, &global),
         Command::Keys(command) => keys::run(command, global.json),
         Command::Genesis(command) => genesis::run(command, global.json),
         Command::Preview(command) => preview::run(command, global.json),

@@ -97,6 +97,32 @@ impl Park {
             .args(["--base-port", &port.to_string()])
             .output()
             .with_context(|| format!("cannot run {}", binary.display()))?;
+        Park::from_output(binary, net, output, keep)
+    }
+
+    /// A network of `validators` validators, one firm each (`firm-<i>`),
+    /// as `symbiont-node testnet --validators` makes it, in `dir/net`.
+    pub fn create_testnet(dir: &Path, validators: usize) -> Result<Park> {
+        let binary = node_binary()?;
+        std::fs::create_dir_all(dir)?;
+        let port = free_base_port(validators as u16)?;
+        let net = dir.join("net");
+        let output = Command::new(&binary)
+            .args(["testnet", "--json", "--validators", &validators.to_string()])
+            .arg("--dir")
+            .arg(&net)
+            .args(["--base-port", &port.to_string()])
+            .output()
+            .with_context(|| format!("cannot run {}", binary.display()))?;
+        Park::from_output(binary, net, output, false)
+    }
+
+    fn from_output(
+        binary: PathBuf,
+        net: PathBuf,
+        output: std::process::Output,
+        keep: bool,
+    ) -> Result<Park> {
         if !output.status.success() {
             bail!(
                 "{} testnet failed: {}",
