@@ -600,11 +600,14 @@ async fn season(park: &mut Park, days: u32, day_ms: u64, global: &Global) -> Res
             demo.money.show(*amount)
         ))?;
     }
-    report(&demo, &contracts).await?;
+    report(&demo, &contracts, pool).await?;
+    let (height, hash) = same_ledger(park).await?;
     demo.say(format!(
-        "done in {:.0} s; every validator holds the same ledger",
-        started.elapsed().as_secs_f64()
+        "every validator holds the same ledger: block {height} is {} on all {}",
+        &hash[..16],
+        park.nodes.iter().filter(|n| n.validator).count()
     ))?;
+    demo.say(format!("done in {:.0} s", started.elapsed().as_secs_f64()))?;
     Ok(())
 }
 
@@ -643,9 +646,67 @@ async fn obligations(demo: &Demo) -> Result<BTreeMap<(String, String), i64>> {
         .collect())
 }
 
-async fn report(demo: &Demo, contracts: &[Hash]) -> Result<()> {
+/// The height every validator has reached and its block hash, the same at
+/// every validator (an error names the one that differs).
+async fn same_ledger(park: &Park) -> Result<(u64, String)> {
+    let mut tips = Vec::new();
+    for node in park.nodes.iter().filter(|n| n.validator) {
+        let mut client = connect(&node.grpc).await?;
+        let status = client
+            .node
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(refused)?
+            .into_inner();
+        tips.push((node, client, status.height));
+    }
+    let height = tips
+        .iter()
+        .map(|(_, _, h)| *h)
+        .min()
+        .context("no validator")?;
+    let mut seen: Option<String> = None;
+    for (node, mut client, _) in tips {
+        let mut stream = client
+            .stream
+            .blocks(pb::StreamBlocksRequest {
+                from_height: height,
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        let block = stream
+            .message()
+            .await
+            .map_err(refused)?
+            .with_context(|| format!("{} streamed no block {height}", node.name))?;
+        let hash = hex::encode(&block.block_hash);
+        match &seen {
+            Some(first) if *first != hash => {
+                bail!(
+                    "{} holds block {height} {hash}, another validator {first}",
+                    node.name
+                )
+            }
+            _ => seen = Some(hash),
+        }
+    }
+    Ok((height, seen.context("no validator")?))
+}
+
+async fn report(demo: &Demo, contracts: &[Hash], pool: Hash) -> Result<()> {
     let mut client = demo.client.clone();
     let money = &demo.money;
+    // The pool by its name: its id is 64 hex digits.
+    let pool_text = format!("pool:{}", hex::encode(pool.0));
+    let account = |a: &Option<pb::Account>| {
+        let text = crate::common::account_text(a);
+        if text == pool_text {
+            "the heat-recovery pool".to_string()
+        } else {
+            text
+        }
+    };
     outln!()?;
     outln!("Statements, per contract (the season's days summed)")?;
     let mut rows = Vec::new();
@@ -717,8 +778,8 @@ async fn report(demo: &Demo, contracts: &[Hash]) -> Result<()> {
         .iter()
         .map(|o| {
             vec![
-                crate::common::account_text(&o.debtor),
-                crate::common::account_text(&o.creditor),
+                account(&o.debtor),
+                account(&o.creditor),
                 money.show(o.amount),
             ]
         })
