@@ -12,8 +12,8 @@ use libp2p::request_response::{self, InboundRequestId, ProtocolSupport, Response
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, identify, noise, tcp,
-    yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, identify, noise,
+    ping, tcp, yamux,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,6 +26,10 @@ use super::{
 /// Connections stay open this long without traffic; gossipsub keeps only
 /// mesh links alive, and members should stay connected.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How often each connection is pinged, and how long an answer may take
+/// before the connection is closed as dead.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room for the gossipsub envelope (signature, key, topic, seqno) on top of
 /// the largest payload.
 const GOSSIP_ENVELOPE_BYTES: usize = 1024;
@@ -35,6 +39,9 @@ const GOSSIP_ENVELOPE_BYTES: usize = 1024;
 pub struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     identify: identify::Behaviour,
+    /// Finds connections that no longer carry data (a cut link): TCP
+    /// alone would keep them "open" for minutes.
+    ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
 }
@@ -73,6 +80,11 @@ fn build_behaviour(
     Ok(Behaviour {
         allow: allow_block_list::Behaviour::default(),
         identify,
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(PING_INTERVAL)
+                .with_timeout(PING_TIMEOUT),
+        ),
         gossipsub,
         sync,
     })
@@ -225,6 +237,18 @@ impl Network {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Allow(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
+            // A connection that does not answer a ping is dead: close it,
+            // so the peer counts as gone and the redial tick dials it
+            // again (a cut link would otherwise hold a dead connection
+            // for as long as TCP retransmits, up to minutes).
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Err(_),
+                ..
+            })) => {
+                self.swarm.close_connection(connection);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::NewListenAddr { address, .. } => {
