@@ -41,6 +41,9 @@ pub struct Metrics {
     pub round: Gauge,
     /// Peers connected now.
     pub peers: Gauge,
+    /// Network events (gossip messages, sync requests) dropped because the
+    /// node task was behind: its queue was full.
+    pub p2p_dropped_events: Gauge,
     pub mempool_txs: Gauge,
     pub mempool_bytes: Gauge,
     /// Transactions admitted to the mempool (from clients and gossip).
@@ -68,6 +71,7 @@ impl Metrics {
             height: Gauge::default(),
             round: Gauge::default(),
             peers: Gauge::default(),
+            p2p_dropped_events: Gauge::default(),
             mempool_txs: Gauge::default(),
             mempool_bytes: Gauge::default(),
             txs_admitted: Counter::default(),
@@ -86,6 +90,11 @@ impl Metrics {
             metrics.round.clone(),
         );
         registry.register("peers", "Peers connected now", metrics.peers.clone());
+        registry.register(
+            "p2p_dropped_events",
+            "Network events dropped because the node's queue was full (since start)",
+            metrics.p2p_dropped_events.clone(),
+        );
         registry.register(
             "mempool_txs",
             "Transactions waiting in the mempool",

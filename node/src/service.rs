@@ -584,6 +584,9 @@ impl Node {
                 _ = status.tick() => {
                     let peers = self.network.connected_peers().await.map_or(0, |p| p.len());
                     self.metrics.peers.set(peers as i64);
+                    self.metrics
+                        .p2p_dropped_events
+                        .set(self.network.dropped_events() as i64);
                     // Say where consensus stands when no block came since
                     // the last report.
                     let height = *self.height.borrow();
