@@ -224,7 +224,7 @@ pub struct Report {
     pub block_hash: Hash,
     pub app_hash: Hash,
     pub counts: Counts,
-    pub currency: String,
+    pub currency: symbiont_contracts::genesis::Currency,
     /// Every firm of the state and every pool with a balance, firm order.
     pub firms: Vec<FirmReport>,
     pub pools: Vec<(Hash, i64)>,
@@ -769,7 +769,7 @@ fn report(genesis: &Genesis, chain: &Chain, counts: Counts) -> Report {
         block_hash: tip.hash,
         app_hash: state.app_hash(),
         counts,
-        currency: genesis.currency.code.clone(),
+        currency: genesis.currency.clone(),
         firms,
         pools,
         obligations,

@@ -508,6 +508,8 @@ pub struct Partial {
     pub valid_bytes: u64,
     /// Whether the file already holds its end frame.
     pub complete: bool,
+    /// The canonical bytes of the last complete block (None: none).
+    pub last_block: Option<Vec<u8>>,
 }
 
 /// Scans a partial export for resuming: the header and genesis frame must
@@ -520,6 +522,7 @@ pub fn scan(input: impl Read) -> Result<Partial, ExportError> {
         last_height: 0,
         valid_bytes: reader.offset(),
         complete: false,
+        last_block: None,
     };
     loop {
         match reader.next_frame() {
@@ -535,6 +538,7 @@ pub fn scan(input: impl Read) -> Result<Partial, ExportError> {
                 }
                 partial.last_height = block.height;
                 partial.valid_bytes = reader.offset();
+                partial.last_block = Some(block.block);
             }
             Ok(Some(Frame::End(_))) => {
                 partial.complete = true;
