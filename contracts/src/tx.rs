@@ -287,7 +287,8 @@ impl SignedTx {
             })
     }
 
-    fn check_envelope(&self, chain_id: &str) -> Result<(), TxError> {
+    /// The checks of `verify` but the signature: size and chain id.
+    pub fn check_envelope(&self, chain_id: &str) -> Result<(), TxError> {
         let len = self.to_bytes().len();
         if len > MAX_TX_BYTES {
             return Err(TxError::Oversize {

@@ -5,7 +5,7 @@
 //! - each block frame is the next height, its block and certificate decode;
 //! - every hash link and root of the header, and the certificate of the
 //!   previous block the block carries (`block::check`, through
-//!   `Chain::execute_decided`), against the validators of that height;
+//!   `block::check`), against the validators of that height;
 //! - the block's own commit certificate: for this block, height and hash,
 //!   signers sorted, each a validator of this height (the set the state
 //!   names after the previous block: governance may change it), every
@@ -44,12 +44,14 @@ use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::{self, PublicKey};
 use symbiont_contracts::kinds::Account;
-use symbiont_contracts::state::{AvoidedAccount, Contract, EvidenceRecord, Key, PeriodRecord};
-use symbiont_contracts::tx::TxError;
+use symbiont_contracts::state::{
+    AvoidedAccount, Contract, EvidenceRecord, Key, PeriodRecord, State,
+};
+use symbiont_contracts::tx::{SignedTx, TxError};
 
 use crate::block::{Block, Certificate};
-use crate::chain::{Chain, InvalidBlock, Validators};
-use crate::consensus::proposer::WeightedRoundRobin;
+use crate::block::{Contents, Parent};
+use crate::chain::{InvalidBlock, Tip, Validators, validator_set};
 use crate::consensus::signed::{CertificateError, EvidenceError, vote_sign_bytes};
 use crate::consensus::types::Height;
 use crate::export::{BlockFrame, EndFrame, ExportError, ExportReader, Frame};
@@ -157,6 +159,10 @@ struct Verified {
     /// Per certificate signature: valid or not.
     certificate_signatures: Vec<bool>,
     signatures: u64,
+    /// The transactions' ids, the block's size and roots, its hash.
+    ids: Vec<Hash>,
+    contents: Option<Contents>,
+    block_hash: Hash,
 }
 
 /// How far the audit is.
@@ -246,8 +252,60 @@ fn at(height: Height, problem: Problem) -> AuditError {
     AuditError::At { height, problem }
 }
 
+/// Decoded verifying keys by public key (`None`: not a canonical point,
+/// or a weak key, which strict verification refuses too). A ledger has
+/// few signers: decoding each once saves two field exponentiations per
+/// signature.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: BTreeMap<PublicKey, Option<ed25519_dalek::VerifyingKey>>,
+}
+
+impl KeyCache {
+    fn get(&mut self, key: &PublicKey) -> Option<ed25519_dalek::VerifyingKey> {
+        *self.keys.entry(*key).or_insert_with(|| {
+            key.verifying_key()
+                .ok()
+                .filter(|decoded| !decoded.is_weak())
+        })
+    }
+}
+
+/// Whether each signature is valid: one ed25519 batch verification; when
+/// the batch fails, each signature strictly, to find the bad ones.
+pub fn batch_verdicts(
+    items: &[(&[u8], PublicKey, keys::Signature)],
+    cache: &mut KeyCache,
+) -> Vec<bool> {
+    let mut verdicts = vec![true; items.len()];
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut verifying_keys = Vec::with_capacity(items.len());
+    let mut batched = Vec::with_capacity(items.len());
+    for (index, (message, key, signature)) in items.iter().enumerate() {
+        match cache.get(key) {
+            Some(decoded) => {
+                messages.push(*message);
+                signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+                verifying_keys.push(decoded);
+                batched.push(index);
+            }
+            None => verdicts[index] = false,
+        }
+    }
+    if !batched.is_empty()
+        && ed25519_dalek::verify_batch(&messages, &signatures, &verifying_keys).is_err()
+    {
+        for index in batched {
+            let (message, key, signature) = &items[index];
+            verdicts[index] = key.verify(message, signature).is_ok();
+        }
+    }
+    verdicts
+}
+
 /// Decodes a block frame and verifies its signatures (no state needed).
-fn verify_frame(frame: BlockFrame, chain_id: &str) -> Verified {
+fn verify_frame(frame: BlockFrame, chain_id: &str, cache: &mut KeyCache) -> Verified {
     let decoded = codec::decode::<Block>(&frame.block)
         .map_err(Problem::BlockUndecodable)
         .and_then(|block| {
@@ -255,37 +313,68 @@ fn verify_frame(frame: BlockFrame, chain_id: &str) -> Verified {
                 .map_err(Problem::CertificateUndecodable)
                 .map(|certificate| (block, certificate))
         });
-    let (tx_checks, certificate_signatures, signatures) = match &decoded {
-        Ok((block, certificate)) => {
-            let tx_checks = symbiont_contracts::tx::verify_txs(&block.txs, chain_id);
-            let sign_bytes: Vec<Vec<u8>> = certificate
-                .signatures
-                .iter()
-                .map(|(validator, _)| vote_sign_bytes(chain_id, &certificate.vote_of(validator)))
-                .collect();
-            let items: Vec<(&[u8], PublicKey, keys::Signature)> = certificate
-                .signatures
-                .iter()
-                .zip(&sign_bytes)
-                .map(|((validator, signature), bytes)| (bytes.as_slice(), *validator, *signature))
-                .collect();
-            let mut verdicts = vec![true; items.len()];
-            if let Err(bad) = keys::verify_batch(&items) {
-                for index in bad {
-                    verdicts[index] = false;
-                }
-            }
-            let count = (block.txs.len() + items.len()) as u64;
-            (tx_checks, verdicts, count)
-        }
-        Err(_) => (Vec::new(), Vec::new(), 0),
+    let Ok((block, certificate)) = &decoded else {
+        return Verified {
+            frame,
+            decoded,
+            tx_checks: Vec::new(),
+            certificate_signatures: Vec::new(),
+            signatures: 0,
+            ids: Vec::new(),
+            contents: None,
+            block_hash: Hash([0; 32]),
+        };
     };
+    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+    let contents = Some(Contents::of(block, &ids));
+    let block_hash = block.hash();
+    // Transactions: the envelope first (as `SignedTx::verify`), then the
+    // signatures of those that pass it, with the certificate's votes, in
+    // one batch.
+    let mut tx_checks: Vec<Result<(), TxError>> = block
+        .txs
+        .iter()
+        .map(|tx| tx.check_envelope(chain_id))
+        .collect();
+    let candidates: Vec<usize> = (0..block.txs.len())
+        .filter(|&i| tx_checks[i].is_ok())
+        .collect();
+    let mut messages: Vec<Vec<u8>> = candidates
+        .iter()
+        .map(|&i| block.txs[i].body.sign_bytes())
+        .collect();
+    messages.extend(
+        certificate
+            .signatures
+            .iter()
+            .map(|(validator, _)| vote_sign_bytes(chain_id, &certificate.vote_of(validator))),
+    );
+    let items: Vec<(&[u8], PublicKey, keys::Signature)> = candidates
+        .iter()
+        .map(|&i| (block.txs[i].signer, block.txs[i].signature))
+        .chain(certificate.signatures.iter().copied())
+        .zip(&messages)
+        .map(|((key, signature), message)| (message.as_slice(), key, signature))
+        .collect();
+    let verdicts = batch_verdicts(&items, cache);
+    for (&index, ok) in candidates.iter().zip(&verdicts) {
+        if !ok {
+            tx_checks[index] = Err(TxError::BadSignature {
+                signer: block.txs[index].signer,
+            });
+        }
+    }
+    let certificate_signatures = verdicts[candidates.len()..].to_vec();
+    let signatures = items.len() as u64;
     Verified {
         frame,
         decoded,
         tx_checks,
         certificate_signatures,
         signatures,
+        ids,
+        contents,
+        block_hash,
     }
 }
 
@@ -301,6 +390,7 @@ fn verify_chunk(chunk: Vec<BlockFrame>, chain_id: &str, threads: NonZeroUsize) -
         let workers: Vec<_> = (0..threads.get().min(slots.len()).max(1))
             .map(|_| {
                 scope.spawn(|| {
+                    let mut cache = KeyCache::default();
                     let mut done = Vec::new();
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +400,7 @@ fn verify_chunk(chunk: Vec<BlockFrame>, chain_id: &str, threads: NonZeroUsize) -
                             .unwrap_or_else(|e| e.into_inner())
                             .take()
                             .expect("each slot is taken once");
-                        done.push((index, verify_frame(frame, chain_id)));
+                        done.push((index, verify_frame(frame, chain_id, &mut cache)));
                     }
                     done
                 })
@@ -329,6 +419,56 @@ fn verify_chunk(chunk: Vec<BlockFrame>, chain_id: &str, threads: NonZeroUsize) -
         .collect()
 }
 
+/// The baseline of `symbiont audit --bench`: plain ed25519 batch
+/// verification of `items` (keys decoded beforehand, batches of `batch`)
+/// on `threads` threads. Returns how many failed and how long it took.
+pub fn measure_batch_verification(
+    items: &[(Vec<u8>, PublicKey, keys::Signature)],
+    batch: usize,
+    threads: NonZeroUsize,
+) -> (usize, Duration) {
+    let mut cache = KeyCache::default();
+    let prepared: Vec<(&[u8], ed25519_dalek::VerifyingKey, ed25519_dalek::Signature)> = items
+        .iter()
+        .filter_map(|(message, key, signature)| {
+            let decoded = cache.get(key)?;
+            Some((
+                message.as_slice(),
+                decoded,
+                ed25519_dalek::Signature::from_bytes(&signature.0),
+            ))
+        })
+        .collect();
+    let undecodable = items.len() - prepared.len();
+    let chunks: Vec<&[(&[u8], ed25519_dalek::VerifyingKey, ed25519_dalek::Signature)]> =
+        prepared.chunks(batch.max(1)).collect();
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let failed: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.get())
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = 0;
+                    while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let messages: Vec<&[u8]> = chunk.iter().map(|c| c.0).collect();
+                        let keys: Vec<_> = chunk.iter().map(|c| c.1).collect();
+                        let signatures: Vec<_> = chunk.iter().map(|c| c.2).collect();
+                        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_err() {
+                            failed += chunk.len();
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a verification thread panicked"))
+            .sum()
+    });
+    (failed + undecodable, started.elapsed())
+}
+
 /// The validator sets by the height they start at.
 struct ValidatorHistory {
     sets: BTreeMap<Height, Validators>,
@@ -340,17 +480,123 @@ impl ValidatorHistory {
     }
 }
 
+/// The chain as the audit replays it: like `chain::Chain`, but it executes
+/// each block on its one state in place (a node executes on a copy, to
+/// judge proposals it may not commit: a copy per block would cost the
+/// whole state per block here) and keeps nothing for proposing.
+struct AuditChain {
+    chain_id: String,
+    state: State,
+    tip: Tip,
+    /// Validators of the next height, and of the tip's height.
+    validators: Validators,
+    previous_validators: Option<Validators>,
+}
+
+impl AuditChain {
+    fn from_genesis(genesis: &Genesis) -> Result<Self, String> {
+        let state = exec::genesis_state(genesis);
+        let validators = validator_set(&state).map_err(|e| e.to_string())?;
+        Ok(Self {
+            chain_id: genesis.chain_id.clone(),
+            state,
+            tip: Tip {
+                height: 0,
+                hash: genesis.hash(),
+                time_ms: genesis.genesis_time_ms,
+            },
+            validators,
+            previous_validators: None,
+        })
+    }
+
+    fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    fn next_height(&self) -> Height {
+        self.tip.height + 1
+    }
+
+    fn validators(&self) -> &Validators {
+        &self.validators
+    }
+
+    fn tip(&self) -> &Tip {
+        &self.tip
+    }
+
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The header checks against the parent (`block::check`, the clock
+    /// taken to be the block's own time), then execution in place, which
+    /// must give the header's app hash. On an error the state is left
+    /// half-applied: the audit stops there.
+    fn apply(
+        &mut self,
+        block: &Block,
+        block_hash: Hash,
+        contents: &Contents,
+        ids: &[Hash],
+        checks: &[Result<(), TxError>],
+    ) -> Result<exec::BlockOutcome, Problem> {
+        let params: exec::Params = self
+            .state
+            .get(&Key::Params)
+            .expect("the state holds its params from genesis on");
+        let parent = Parent {
+            chain_id: &self.chain_id,
+            height: self.tip.height,
+            hash: self.tip.hash,
+            time_ms: self.tip.time_ms,
+            validators: self.previous_validators.as_ref(),
+            params: &params.consensus,
+        };
+        crate::block::check_with(block, contents, &parent, block.header.time_ms)
+            .map_err(|e| Problem::Invalid(InvalidBlock::Header(e)))?;
+        let info = exec::BlockInfo {
+            height: block.header.height,
+            time_ms: block.header.time_ms,
+        };
+        let evidence = crate::block::block_evidence(&block.evidence);
+        let outcome = exec::execute_block_with_ids(
+            &mut self.state,
+            &info,
+            &block.txs,
+            ids,
+            checks,
+            &evidence,
+        )
+        .map_err(|e| Problem::Invalid(InvalidBlock::Execution(e)))?;
+        if outcome.app_hash != block.header.app_hash {
+            return Err(Problem::Invalid(InvalidBlock::AppHash {
+                header: block.header.app_hash,
+                computed: outcome.app_hash,
+            }));
+        }
+        let next = validator_set(&self.state).map_err(|_| Problem::NoValidators)?;
+        self.previous_validators = Some(std::mem::replace(&mut self.validators, next));
+        self.tip = Tip {
+            height: block.header.height,
+            hash: block_hash,
+            time_ms: block.header.time_ms,
+        };
+        Ok(outcome)
+    }
+}
+
 /// The replay: a chain, its validator history and the counts.
 struct Replay {
-    chain: Chain,
+    chain: AuditChain,
     history: ValidatorHistory,
     counts: Counts,
 }
 
 impl Replay {
     fn new(genesis: &Genesis) -> Result<Self, AuditError> {
-        let chain = Chain::from_genesis(genesis, Arc::new(WeightedRoundRobin))
-            .map_err(|e| AuditError::Genesis(e.to_string()))?;
+        let chain = AuditChain::from_genesis(genesis).map_err(AuditError::Genesis)?;
         let mut sets = BTreeMap::new();
         sets.insert(1, chain.validators().clone());
         Ok(Self {
@@ -384,7 +630,7 @@ impl Replay {
                 },
             ));
         }
-        let block_hash = block.hash();
+        let block_hash = verified.block_hash;
         self.check_certificate(
             height,
             block_hash,
@@ -410,16 +656,22 @@ impl Replay {
                 *check = block.txs[index].verify(self.chain.chain_id());
             }
         }
-        let executed = self
+        let before = self.chain.validators().clone();
+        let outcome = self
             .chain
-            .execute_decided(&block, &checks)
-            .map_err(|e| at(height, Problem::Invalid(e)))?;
-        for (index, ((tx_id, result), stored)) in executed
-            .outcome
-            .results
-            .iter()
-            .zip(&frame.results)
-            .enumerate()
+            .apply(
+                &block,
+                verified.block_hash,
+                verified
+                    .contents
+                    .as_ref()
+                    .expect("a decoded block has contents"),
+                &verified.ids,
+                &checks,
+            )
+            .map_err(|p| at(height, p))?;
+        for (index, ((tx_id, result), stored)) in
+            outcome.results.iter().zip(&frame.results).enumerate()
         {
             let computed = match result {
                 Ok(()) => "",
@@ -445,10 +697,6 @@ impl Replay {
         self.counts.blocks += 1;
         self.counts.txs += block.txs.len() as u64;
         self.counts.signatures += verified.signatures;
-        let before = self.chain.validators().clone();
-        self.chain
-            .commit(&block, executed)
-            .map_err(|_| at(height, Problem::NoValidators))?;
         if *self.chain.validators() != before {
             self.history
                 .sets
@@ -682,7 +930,7 @@ pub fn audit(
 }
 
 /// The report of the state after the last block.
-fn report(genesis: &Genesis, chain: &Chain, counts: Counts) -> Report {
+fn report(genesis: &Genesis, chain: &AuditChain, counts: Counts) -> Report {
     let state = chain.state();
     let balances: BTreeMap<String, i64> = exec::balances(state)
         .into_iter()

@@ -5,11 +5,13 @@
 //! quorum: one signature less is not enough). No network, no storage.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use symbiont_contracts::codec;
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::keys::Keypair;
+use symbiont_contracts::kinds::ListingTerms;
 use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
 use symbiont_node::block::{Block, Certificate};
 use symbiont_node::chain::Chain;
@@ -111,7 +113,8 @@ pub fn write(genesis: &Genesis, frames: &[BlockFrame], end: EndFrame) -> Vec<u8>
 }
 
 /// `blocks` blocks of `txs_per_block` transactions: each firm's admin in
-/// turn authorizes a fresh operator key. With `one_failure`, block 2 also
+/// turn posts an offer or a request of steam, or (one in eight)
+/// authorizes a fresh operator key. With `one_failure`, block 2 also
 /// carries a transaction that repeats a nonce (it fails with
 /// `bad_nonce`).
 pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
@@ -128,17 +131,37 @@ pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
             let firm = (j + height as usize) % 4;
             nonces[firm] += 1;
             fresh += 1;
-            let mut seed = [0xA5u8; 32];
-            seed[..8].copy_from_slice(&fresh.to_le_bytes());
+            // A park's mix: mostly market traffic, some key churn.
+            let kind = if j % 8 == 0 {
+                let mut seed = [0xA5u8; 32];
+                seed[..8].copy_from_slice(&fresh.to_le_bytes());
+                TxKind::AuthorizeKey {
+                    firm: FIRMS[firm].into(),
+                    key: Keypair::from_seed(seed).public(),
+                    role: KeyRole::Operator,
+                }
+            } else {
+                let listing = ListingTerms {
+                    kind: "steam".into(),
+                    quantity_per_period: 1_000 + fresh,
+                    price: 2_500,
+                    delivery_point: "gate 1".into(),
+                    quality: BTreeMap::new(),
+                    period_ms: 3_600_000,
+                    periods: 24,
+                    valid_until_ms: GENESIS_TIME_MS + 86_400_000_000,
+                };
+                if j % 2 == 0 {
+                    TxKind::PostOffer { listing }
+                } else {
+                    TxKind::PostRequest { listing }
+                }
+            };
             txs.push(SignedTx::sign(
                 TxBody {
                     chain_id: CHAIN.into(),
                     nonce: nonces[firm],
-                    kind: TxKind::AuthorizeKey {
-                        firm: FIRMS[firm].into(),
-                        key: Keypair::from_seed(seed).public(),
-                        role: KeyRole::Operator,
-                    },
+                    kind,
                 },
                 &admins[firm],
             ));
