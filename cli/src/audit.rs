@@ -35,7 +35,8 @@ pub struct AuditArgs {
     /// After the audit, measure plain ed25519 batch verification on this
     /// machine (the file's own transaction signatures, keys decoded
     /// beforehand, batches of 256, all threads) and print the audit's
-    /// rate, the batch rate and their ratio.
+    /// rate, the batch rate and their ratio: the audit is run again and
+    /// the batch measured 3 times, alternately, and the best of each kept.
     #[arg(long)]
     bench: bool,
 }
@@ -44,6 +45,8 @@ pub struct AuditArgs {
 const BENCH_MAX_SIGNATURES: usize = 200_000;
 /// Signatures per batch in the --bench measurement.
 const BENCH_BATCH: usize = 256;
+/// --bench runs each measurement this many times more, keeping the best.
+const BENCH_ROUNDS: usize = 3;
 
 pub fn run(args: AuditArgs, json: bool) -> Result<()> {
     let threads = args
@@ -73,7 +76,12 @@ pub fn run(args: AuditArgs, json: bool) -> Result<()> {
         if args.bench {
             let figures = bench(&args, &report, threads)?;
             outln!()?;
-            outln!("bench ({} threads):", figures.threads)?;
+            outln!(
+                "bench ({} threads; best of {} audits and {} batch measurements, alternated):",
+                figures.threads,
+                BENCH_ROUNDS + 1,
+                BENCH_ROUNDS
+            )?;
             outln!(
                 "  audit replay:        {} tx/s, {} signatures/s ({} blocks, {} signatures in {} ms)",
                 figures.audit_tx_per_s,
@@ -233,12 +241,21 @@ fn bench(args: &AuditArgs, report: &Report, threads: NonZeroUsize) -> Result<Ben
         }
     }
     items.truncate(BENCH_MAX_SIGNATURES);
-    let (bad, batch_time) = audit::measure_batch_verification(&items, BENCH_BATCH, threads);
-    let batch_nanos = batch_time.as_nanos();
-    if bad > 0 {
-        return Err(anyhow!("{bad} signatures failed the batch measurement"));
+    // A shared machine's load comes and goes: alternate the two
+    // measurements and keep the best of each.
+    let mut batch_nanos = u128::MAX;
+    let mut audit_nanos = report.counts.elapsed.as_nanos();
+    for _ in 0..BENCH_ROUNDS {
+        let (bad, batch_time) = audit::measure_batch_verification(&items, BENCH_BATCH, threads);
+        if bad > 0 {
+            return Err(anyhow!("{bad} signatures failed the batch measurement"));
+        }
+        batch_nanos = batch_nanos.min(batch_time.as_nanos());
+        let file = File::open(&args.file)?;
+        let again = audit::audit(BufReader::with_capacity(1 << 20, file), threads, |_| {})
+            .map_err(|e| anyhow!("the audit failed when run again: {e}"))?;
+        audit_nanos = audit_nanos.min(again.counts.elapsed.as_nanos());
     }
-    let audit_nanos = report.counts.elapsed.as_nanos();
     let audit_rate = per_second(report.counts.signatures, audit_nanos);
     let batch_rate = per_second(items.len() as u64, batch_nanos);
     Ok(Bench {

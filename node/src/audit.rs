@@ -47,7 +47,7 @@ use symbiont_contracts::kinds::Account;
 use symbiont_contracts::state::{
     AvoidedAccount, Contract, EvidenceRecord, Key, PeriodRecord, State,
 };
-use symbiont_contracts::tx::{SignedTx, TxError};
+use symbiont_contracts::tx::TxError;
 
 use crate::block::{Block, Certificate};
 use crate::block::{Contents, Parent};
@@ -325,17 +325,20 @@ fn verify_frame(frame: BlockFrame, chain_id: &str, cache: &mut KeyCache) -> Veri
             block_hash: Hash([0; 32]),
         };
     };
-    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
-    let contents = Some(Contents::of(block, &ids));
+    // Each transaction encoded once: its id and its envelope's size.
+    let mut ids = Vec::with_capacity(block.txs.len());
+    let mut tx_checks: Vec<Result<(), TxError>> = Vec::with_capacity(block.txs.len());
+    for tx in &block.txs {
+        let bytes = tx.to_bytes();
+        ids.push(Hash::of_bytes(&bytes));
+        tx_checks.push(tx.check_envelope_encoded(bytes.len(), chain_id));
+    }
+    // The frame's bytes decoded, so they are the block's one encoding.
+    let contents = Some(Contents::of_encoded(block, &ids, frame.block.len()));
     let block_hash = block.hash();
     // Transactions: the envelope first (as `SignedTx::verify`), then the
     // signatures of those that pass it, with the certificate's votes, in
     // one batch.
-    let mut tx_checks: Vec<Result<(), TxError>> = block
-        .txs
-        .iter()
-        .map(|tx| tx.check_envelope(chain_id))
-        .collect();
     let candidates: Vec<usize> = (0..block.txs.len())
         .filter(|&i| tx_checks[i].is_ok())
         .collect();

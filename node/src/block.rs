@@ -174,8 +174,15 @@ pub struct Contents {
 impl Contents {
     /// `ids`: the transactions' ids (`SignedTx::id`), in block order.
     pub fn of(block: &Block, ids: &[Hash]) -> Contents {
+        Contents::of_encoded(block, ids, block.encode().len())
+    }
+
+    /// `of`, given the length of the block's canonical encoding (a block
+    /// decoded from canonical bytes: their length, as the codec accepts
+    /// only the one encoding of a value).
+    pub fn of_encoded(block: &Block, ids: &[Hash], bytes: usize) -> Contents {
         Contents {
-            bytes: block.encode().len(),
+            bytes,
             tx_root: codec::hash(ids),
             evidence_root: evidence_root(&block.evidence),
             last_commit_hash: last_commit_hash(&block.last_commit),
