@@ -329,3 +329,38 @@ fn a_file_cut_short_is_named_truncated() {
     let output = audit_bytes(dir.path(), "long", &longer, false);
     assert_fails_naming(&output, "4 bytes follow the end frame", "trailing bytes");
 }
+
+/// The certificate of each height is checked against the validators of
+/// that height: after governance raised validator 14 to 10 of 13 votes,
+/// certificates need it, and the old set's quorum no longer counts.
+#[test]
+fn certificates_follow_the_validator_set_governance_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let after = |height: u64| {
+        if height >= 4 {
+            ledger::AFTER_CHANGE.to_vec()
+        } else {
+            vec![11, 12, 13]
+        }
+    };
+    let governed = ledger::build_governed(6, after);
+    let output = audit_bytes(dir.path(), "governed", &governed.bytes(), true);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let powers: Vec<u64> = value["report"]["validators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(powers.iter().sum::<u64>(), 13, "{value}");
+
+    // The same chain certified by the old set's quorum throughout.
+    let stale = ledger::build_governed(6, |_| vec![11, 12, 13]);
+    let output = audit_bytes(dir.path(), "stale", &stale.bytes(), false);
+    assert_fails_naming(
+        &output,
+        "height 4: certificate: signers hold 3 of 13 power, not more than 2/3",
+        "old set after the change",
+    );
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use symbiont_contracts::codec;
 use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::keys::Keypair;
-use symbiont_contracts::kinds::ListingTerms;
+use symbiont_contracts::kinds::{GovAction, ListingTerms};
 use symbiont_contracts::tx::{KeyRole, SignedTx, TxBody, TxKind};
 use symbiont_node::block::{Block, Certificate};
 use symbiont_node::chain::Chain;
@@ -67,7 +67,12 @@ emission_factor_g = 1000
 
 /// Validators 11, 12 and 13 precommit `block` in round 0.
 pub fn certificate(block: &Block) -> Certificate {
-    let mut signers: Vec<Keypair> = (11..=13).map(key).collect();
+    certificate_by(block, &[11, 12, 13])
+}
+
+/// The validators of these seeds precommit `block` in round 0.
+pub fn certificate_by(block: &Block, seeds: &[u8]) -> Certificate {
+    let mut signers: Vec<Keypair> = seeds.iter().map(|&seed| key(seed)).collect();
     signers.sort_by_key(|k| k.public());
     let signatures = signers
         .iter()
@@ -118,7 +123,33 @@ pub fn write(genesis: &Genesis, frames: &[BlockFrame], end: EndFrame) -> Vec<u8>
 /// carries a transaction that repeats a nonce (it fails with
 /// `bad_nonce`).
 pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
-    let genesis = genesis(txs_per_block as u32 + 1);
+    build_with(blocks, txs_per_block, one_failure, false, |_| {
+        vec![11, 12, 13]
+    })
+}
+
+/// Validator seeds of the set after `build_governed`'s change: 14 holds
+/// 10 of the 13 votes.
+pub const AFTER_CHANGE: [u8; 4] = [11, 12, 13, 14];
+
+/// A ledger whose validator set changes: block 2 carries firm a's
+/// proposal to raise node "nd" (validator 14) to power 10, block 3 the
+/// votes of firms b and c that pass it, so from height 4 on the set is
+/// 11, 12, 13 (power 1 each) and 14 (power 10). `signers(height)`: the
+/// validator seeds whose precommits certify each height.
+pub fn build_governed(blocks: u64, signers: impl Fn(u64) -> Vec<u8>) -> Ledger {
+    build_with(blocks, 2, false, true, signers)
+}
+
+fn build_with(
+    blocks: u64,
+    txs_per_block: usize,
+    one_failure: bool,
+    governance: bool,
+    signers: impl Fn(u64) -> Vec<u8>,
+) -> Ledger {
+    let genesis = genesis(txs_per_block as u32 + if governance { 3 } else { 1 });
+    let mut proposal = None;
     let mut chain = Chain::from_genesis(&genesis, Arc::new(WeightedRoundRobin)).unwrap();
     let admins: Vec<Keypair> = (1..=4).map(key).collect();
     let mut nonces = [0u64; 4];
@@ -184,6 +215,41 @@ pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
                 &admins[0],
             ));
         }
+        if governance && height == 2 {
+            nonces[0] += 1;
+            let tx = SignedTx::sign(
+                TxBody {
+                    chain_id: CHAIN.into(),
+                    nonce: nonces[0],
+                    kind: TxKind::Propose {
+                        action: GovAction::SetPower {
+                            node: "nd".into(),
+                            power: 10,
+                        },
+                        expires_ms: GENESIS_TIME_MS + 1_000_000_000,
+                    },
+                },
+                &admins[0],
+            );
+            proposal = Some(tx.id());
+            txs.push(tx);
+        }
+        if governance && height == 3 {
+            for firm in [1, 2] {
+                nonces[firm] += 1;
+                txs.push(SignedTx::sign(
+                    TxBody {
+                        chain_id: CHAIN.into(),
+                        nonce: nonces[firm],
+                        kind: TxKind::Vote {
+                            proposal: proposal.expect("proposed at height 2"),
+                            approve: true,
+                        },
+                    },
+                    &admins[firm],
+                ));
+            }
+        }
         let checks: Vec<_> = txs.iter().map(|t| t.verify(CHAIN)).collect();
         let proposer = key(11 + (height % 4) as u8).public();
         let (block, executed) = chain
@@ -207,7 +273,7 @@ pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
                     .unwrap_or_default()
             })
             .collect();
-        let certificate = certificate(&block);
+        let certificate = certificate_by(&block, &signers(height));
         frames.push(BlockFrame {
             height,
             block: block.encode(),
