@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bench;
 mod client;
 mod common;
 mod contract;
 mod demo;
 mod events;
+mod export;
 mod firm;
 mod genesis;
 mod gov;
@@ -167,6 +169,27 @@ enum Command {
     ///
     /// Example: symbiont co2 --by-kind
     Co2(settlement::Co2Args),
+    /// Stream the node's ledger into an export file for `symbiont audit`.
+    ///
+    /// Writes the genesis, then every block with its commit certificate
+    /// and the results the node stored, up to --to or the node's tip at
+    /// start (docs/export-format.md). Writes FILE.partial and renames it
+    /// when done; run the same command again to resume an interrupted
+    /// export. Refuses to overwrite FILE without --force.
+    ///
+    /// Example: symbiont --node http://10.0.0.5:9090 export --out ledger.symbexp
+    Export(export::ExportArgs),
+    /// Replay an export file from genesis and check every hash link,
+    /// certificate, signature, nonce, result and app hash, offline.
+    ///
+    /// Prints balances and obligations per firm, avoided emissions per
+    /// firm and per kind, and recorded evidence. Any mismatch names the
+    /// height and the transaction or certificate, and exits with status 1.
+    /// --bench also measures batch signature verification here and prints
+    /// both rates and their ratio.
+    ///
+    /// Example: symbiont audit ledger.symbexp --json
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -209,6 +232,8 @@ fn main() -> ExitCode {
         Command::Licence(command) => gov::licence(command, &global),
         Command::Balances(args) => settlement::balances(args, &global),
         Command::Co2(args) => settlement::co2(args, &global),
+        Command::Export(args) => export::run(args, &global),
+        Command::Audit(args) => audit::run(args, global.json),
     };
     output::exit_code(result.and_then(|()| Ok(output::flush()?)))
 }

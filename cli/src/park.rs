@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use symbiont_node::config::{GRPC_PORT_OFFSET, METRICS_PORT_OFFSET};
+use symbiont_node::ports::{GRPC_PORT_OFFSET, METRICS_PORT_OFFSET};
 use symbiont_proto::v1::StatusRequest;
 
 use crate::client::connect;

@@ -48,6 +48,15 @@ pub enum KeyError {
     KeyFileTooOpen { mode: u32 },
 }
 
+/// Most keys `PublicKey::from_bytes` remembers per thread.
+pub const ACCEPTED_KEYS_CACHED: usize = 4096;
+
+thread_local! {
+    /// Bytes `PublicKey::from_bytes` accepted on this thread.
+    static ACCEPTED_KEYS: std::cell::RefCell<std::collections::BTreeSet<[u8; 32]>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
 /// An ed25519 public key: 32 bytes, compressed Edwards point.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey(pub [u8; 32]);
@@ -127,10 +136,28 @@ impl PublicKey {
     /// they cannot alias another key); [`PublicKey::validate`] and
     /// [`PublicKey::verify`] refuse them. Every way in (the text form, serde
     /// in both forms) goes through this check.
+    ///
+    /// The check costs two field exponentiations, and a ledger has few
+    /// keys, each decoded again and again (every transaction's signer,
+    /// state records): the bytes accepted are remembered per thread (at
+    /// most [`ACCEPTED_KEYS_CACHED`]; a pure function's answers, so the
+    /// cache changes nothing but time).
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        if ACCEPTED_KEYS.with(|cache| cache.borrow().contains(&bytes)) {
+            return Ok(PublicKey(bytes));
+        }
         let key = PublicKey(bytes);
         match key.verifying_key() {
-            Ok(_) | Err(KeyError::InvalidPublicKey) => Ok(key),
+            Ok(_) | Err(KeyError::InvalidPublicKey) => {
+                ACCEPTED_KEYS.with(|cache| {
+                    let mut cache = cache.borrow_mut();
+                    if cache.len() >= ACCEPTED_KEYS_CACHED {
+                        cache.clear();
+                    }
+                    cache.insert(bytes);
+                });
+                Ok(key)
+            }
             Err(error) => Err(error),
         }
     }
@@ -138,7 +165,7 @@ impl PublicKey {
     /// The decompressed key. Refuses bytes that are not a curve point, and
     /// non-canonical encodings (a `PublicKey` built directly from its public
     /// field has skipped [`PublicKey::from_bytes`]).
-    fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
         // Compressing the decompressed point gives its one encoding.
         let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());

@@ -287,8 +287,14 @@ impl SignedTx {
             })
     }
 
-    fn check_envelope(&self, chain_id: &str) -> Result<(), TxError> {
-        let len = self.to_bytes().len();
+    /// The checks of `verify` but the signature: size and chain id.
+    pub fn check_envelope(&self, chain_id: &str) -> Result<(), TxError> {
+        self.check_envelope_encoded(self.to_bytes().len(), chain_id)
+    }
+
+    /// `check_envelope` given the length of `to_bytes()`, for a caller that
+    /// encoded the transaction already (to hash it).
+    pub fn check_envelope_encoded(&self, len: usize, chain_id: &str) -> Result<(), TxError> {
         if len > MAX_TX_BYTES {
             return Err(TxError::Oversize {
                 len,

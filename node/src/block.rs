@@ -161,11 +161,53 @@ pub enum BlockError {
     BadLastCommit(CertificateError),
 }
 
+/// What the header checks compute from the block alone: its encoded size
+/// and the three roots of its contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contents {
+    pub bytes: usize,
+    pub tx_root: Hash,
+    pub evidence_root: Hash,
+    pub last_commit_hash: Hash,
+}
+
+impl Contents {
+    /// `ids`: the transactions' ids (`SignedTx::id`), in block order.
+    pub fn of(block: &Block, ids: &[Hash]) -> Contents {
+        Contents::of_encoded(block, ids, block.encode().len())
+    }
+
+    /// `of`, given the length of the block's canonical encoding (a block
+    /// decoded from canonical bytes: their length, as the codec accepts
+    /// only the one encoding of a value).
+    pub fn of_encoded(block: &Block, ids: &[Hash], bytes: usize) -> Contents {
+        Contents {
+            bytes,
+            tx_root: codec::hash(ids),
+            evidence_root: evidence_root(&block.evidence),
+            last_commit_hash: last_commit_hash(&block.last_commit),
+        }
+    }
+}
+
 /// The header checks of `valid(v)` against the parent, and whether the
 /// block's time is within `max_clock_drift_ms` of `local_time_ms`.
 /// Execution (and the app hash it must give) is the caller's next step.
 pub fn check(
     block: &Block,
+    parent: &Parent<'_>,
+    local_time_ms: u64,
+) -> Result<Validity, BlockError> {
+    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+    check_with(block, &Contents::of(block, &ids), parent, local_time_ms)
+}
+
+/// `check` given the block's `Contents`, computed beforehand (the auditor
+/// computes them in parallel, ahead of the sequential replay); they must
+/// be the block's.
+pub fn check_with(
+    block: &Block,
+    contents: &Contents,
     parent: &Parent<'_>,
     local_time_ms: u64,
 ) -> Result<Validity, BlockError> {
@@ -195,8 +237,8 @@ pub fn check(
             found: header.time_ms,
         });
     }
-    check_size(block, parent.params)?;
-    check_roots(block)?;
+    check_size(block, contents, parent.params)?;
+    check_roots(block, contents)?;
     check_last_commit(block, parent)?;
     let drift_ms = header.time_ms.abs_diff(local_time_ms);
     Ok(if drift_ms <= parent.params.max_clock_drift_ms {
@@ -206,36 +248,39 @@ pub fn check(
     })
 }
 
-fn check_size(block: &Block, params: &ConsensusParams) -> Result<(), BlockError> {
+fn check_size(
+    block: &Block,
+    contents: &Contents,
+    params: &ConsensusParams,
+) -> Result<(), BlockError> {
     if block.txs.len() > params.max_block_txs as usize {
         return Err(BlockError::TooManyTxs {
             count: block.txs.len(),
             max: params.max_block_txs,
         });
     }
-    let bytes = block.encode().len();
-    if bytes > params.max_block_bytes as usize {
+    if contents.bytes > params.max_block_bytes as usize {
         return Err(BlockError::TooLarge {
-            bytes,
+            bytes: contents.bytes,
             max: params.max_block_bytes,
         });
     }
     Ok(())
 }
 
-fn check_roots(block: &Block) -> Result<(), BlockError> {
+fn check_roots(block: &Block, contents: &Contents) -> Result<(), BlockError> {
     let header = &block.header;
     let roots = [
-        ("tx_root", header.tx_root, tx_root(&block.txs)),
+        ("tx_root", header.tx_root, contents.tx_root),
         (
             "evidence_root",
             header.evidence_root,
-            evidence_root(&block.evidence),
+            contents.evidence_root,
         ),
         (
             "last_commit_hash",
             header.last_commit_hash,
-            last_commit_hash(&block.last_commit),
+            contents.last_commit_hash,
         ),
     ];
     for (what, found, expected) in roots {

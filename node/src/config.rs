@@ -184,11 +184,7 @@ pub struct TestnetNode {
     pub validator: bool,
 }
 
-/// How far above a testnet node's p2p port its gRPC port is.
-pub const GRPC_PORT_OFFSET: u16 = 100;
-/// How far above a testnet node's p2p port its metrics port is (the
-/// larger offset: checking it checks both).
-pub const METRICS_PORT_OFFSET: u16 = 1000;
+pub use crate::ports::{GRPC_PORT_OFFSET, METRICS_PORT_OFFSET};
 
 /// A local network on 127.0.0.1: `validators` validator nodes and
 /// `full_nodes` others, one firm each (`firm-<i>`), on the chain

@@ -416,8 +416,13 @@ pub async fn start(
     };
     let rpc_stop = match grpc_listener {
         Some(listener) => Some(
-            crate::rpc::spawn(listener, handle.clone(), node.storage.reader())
-                .map_err(ServiceError::Rpc)?,
+            crate::rpc::spawn(
+                listener,
+                handle.clone(),
+                node.storage.reader(),
+                symbiont_contracts::codec::encode(&config.genesis),
+            )
+            .map_err(ServiceError::Rpc)?,
         ),
         None => None,
     };

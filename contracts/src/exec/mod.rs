@@ -174,7 +174,23 @@ pub fn execute_block_checked(
     checks: &[Result<(), TxError>],
     evidence: &[BlockEvidence],
 ) -> Result<BlockOutcome, BlockError> {
+    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+    execute_block_with_ids(state, block, txs, &ids, checks, evidence)
+}
+
+/// `execute_block_checked` given each transaction's id (`SignedTx::id`),
+/// computed beforehand (the auditor hashes them in parallel, ahead of
+/// the sequential execution). The ids must be exactly the transactions'.
+pub fn execute_block_with_ids(
+    state: &mut State,
+    block: &BlockInfo,
+    txs: &[SignedTx],
+    ids: &[Hash],
+    checks: &[Result<(), TxError>],
+    evidence: &[BlockEvidence],
+) -> Result<BlockOutcome, BlockError> {
     assert_eq!(txs.len(), checks.len(), "one check per transaction");
+    assert_eq!(txs.len(), ids.len(), "one id per transaction");
     let mut meta = meta(state);
     let expected = meta.height + 1;
     if block.height != expected {
@@ -203,9 +219,9 @@ pub fn execute_block_checked(
     }
     state.commit();
     let mut results = Vec::with_capacity(txs.len());
-    for (index, (tx, check)) in txs.iter().zip(checks).enumerate() {
-        let result = execute_tx(state, check, block, index as u32, tx);
-        results.push((tx.id(), result));
+    for (index, ((tx, check), id)) in txs.iter().zip(checks).zip(ids).enumerate() {
+        let result = execute_tx(state, check, block, index as u32, tx, *id);
+        results.push((*id, result));
     }
     meta.height = block.height;
     meta.time_ms = block.time_ms;
@@ -244,8 +260,8 @@ fn execute_tx(
     block: &BlockInfo,
     index: u32,
     tx: &SignedTx,
+    id: Hash,
 ) -> AppResult {
-    let id = tx.id();
     if state.contains(&Key::Receipt(id)) {
         return Err(AppError::AlreadyIncluded(id));
     }

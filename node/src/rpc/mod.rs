@@ -57,11 +57,13 @@ impl RpcServer {
 
 /// Serves the API on `listener` (already bound, so an address in use was
 /// refused before the node started) until stopped; the streams read
-/// storage through `reader`.
+/// storage through `reader`; `genesis` is the canonical encoding of the
+/// node's genesis (`GetGenesis`).
 pub fn spawn(
     listener: TcpListener,
     node: ServiceHandle,
     reader: StorageReader,
+    genesis: Vec<u8>,
 ) -> Result<RpcServer, String> {
     listener
         .set_nonblocking(true)
@@ -84,7 +86,7 @@ pub fn spawn(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let queries = QueryServer::new(QueryApi { node: node.clone() })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let api = NodeServer::new(Api { node }).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let api = NodeServer::new(Api { node, genesis }).max_decoding_message_size(MAX_REQUEST_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         health_reporter.set_serving::<NodeServer<Api>>().await;
@@ -119,6 +121,8 @@ pub fn spawn(
 
 struct Api {
     node: ServiceHandle,
+    /// The canonical genesis bytes.
+    genesis: Vec<u8>,
 }
 
 pub(crate) fn unavailable() -> Status {
@@ -198,6 +202,16 @@ impl Node for Api {
             }
         }
         Ok(Response::new(response))
+    }
+
+    async fn get_genesis(
+        &self,
+        _request: Request<pb::GetGenesisRequest>,
+    ) -> Result<Response<pb::GetGenesisResponse>, Status> {
+        Ok(Response::new(pb::GetGenesisResponse {
+            genesis_hash: blake3::hash(&self.genesis).as_bytes().to_vec(),
+            genesis: self.genesis.clone(),
+        }))
     }
 
     async fn status(

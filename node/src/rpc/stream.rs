@@ -169,7 +169,17 @@ pub fn load_block(reader: &StorageReader, height: u64) -> Result<Vec<pb::Streame
         .map_err(|e| Status::internal(format!("storage: block {height}: {e}")))?;
     let certificate: Certificate = codec::decode(&certificate_bytes)
         .map_err(|e| Status::internal(format!("storage: certificate {height}: {e}")))?;
+    let results = match reader.events(height).map_err(storage_status)? {
+        Some(bytes) => Some(
+            HeightEvents::decode(&bytes)
+                .map_err(|e| Status::internal(format!("storage: events {height}: {e}")))?,
+        ),
+        None => None,
+    }
+    .map(|events| tx_results(&events));
     Ok(vec![pb::StreamedBlock {
+        results_missing: results.is_none() && !block.txs.is_empty(),
+        results: results.unwrap_or_default(),
         height,
         block_hash: block.hash().0.to_vec(),
         time_ms: block.header.time_ms,
@@ -180,6 +190,20 @@ pub fn load_block(reader: &StorageReader, height: u64) -> Result<Vec<pb::Streame
         block: block_bytes,
         certificate: certificate_bytes,
     }])
+}
+
+/// The stored result of each transaction of a height, in block order: ""
+/// when it was applied, else its result code.
+fn tx_results(events: &HeightEvents) -> Vec<String> {
+    events
+        .events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::TxCommitted(_) => Some(String::new()),
+            EventKind::TxFailed { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The `LedgerEvent`s of a stored height, those concerning `firm` only
