@@ -607,6 +607,7 @@ async fn season(park: &mut Park, days: u32, day_ms: u64, global: &Global) -> Res
         &hash[..16],
         park.nodes.iter().filter(|n| n.validator).count()
     ))?;
+    audit_ledger(&demo, park).await?;
     demo.say(format!("done in {:.0} s", started.elapsed().as_secs_f64()))?;
     Ok(())
 }
@@ -644,6 +645,79 @@ async fn obligations(demo: &Demo) -> Result<BTreeMap<(String, String), i64>> {
             )
         })
         .collect())
+}
+
+/// Exports the ledger from the gateway (`symbiont export`), audits the
+/// file offline (`symbiont audit --json`) and checks that the auditor's
+/// balances are the network's. (The two commands run as this program's
+/// child processes, blocking this thread: nothing else runs by then.)
+async fn audit_ledger(demo: &Demo, park: &Park) -> Result<()> {
+    let file = park.dir.join("ledger.symbexp");
+    let me = std::env::current_exe()?;
+    let gateway = &park.nodes[park.index(GATEWAY)?];
+    let export = std::process::Command::new(&me)
+        .args(["--node", &gateway.grpc, "export", "--out"])
+        .arg(&file)
+        .output()?;
+    if !export.status.success() {
+        bail!(
+            "symbiont export failed: {}",
+            String::from_utf8_lossy(&export.stderr).trim()
+        );
+    }
+    let audited = Instant::now();
+    let audit = std::process::Command::new(&me)
+        .args(["--json", "audit"])
+        .arg(&file)
+        .output()?;
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).with_context(|| {
+        format!(
+            "symbiont audit said: {}",
+            String::from_utf8_lossy(&audit.stderr).trim()
+        )
+    })?;
+    if !audit.status.success() || report["ok"] != true {
+        bail!("the audit of the exported ledger failed: {report}");
+    }
+    let report = &report["report"];
+    // The auditor's balances against the network's answers.
+    let mut client = demo.client.clone();
+    let answer = client
+        .query
+        .balances(pb::BalancesRequest {
+            account: None,
+            page_size: 1000,
+            page_token: Vec::new(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    for firm in report["firms"]
+        .as_array()
+        .context("no firms in the audit")?
+    {
+        let name = firm["firm"].as_str().unwrap_or_default();
+        let network = answer
+            .balances
+            .iter()
+            .find(|b| b.account.as_ref().is_some_and(|a| a.firm == name))
+            .map_or(0, |b| b.balance);
+        if firm["balance"].as_i64() != Some(network) {
+            bail!(
+                "the audit gives {name} a balance of {}, the network {network}",
+                firm["balance"]
+            );
+        }
+    }
+    demo.say(format!(
+        "exported {} blocks to {}; `symbiont audit` replayed them offline in {:.1} s: {} transactions, {} signatures, every certificate and app hash check out, and its balances equal the network's",
+        report["counts"]["blocks"],
+        file.display(),
+        audited.elapsed().as_secs_f64(),
+        report["counts"]["txs"],
+        report["counts"]["signatures"]
+    ))?;
+    Ok(())
 }
 
 /// The height every validator has reached and its block hash, the same at
