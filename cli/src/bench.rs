@@ -15,6 +15,9 @@
 //!    highest step: the committed rate as a fraction of the healthy one.
 //! 6. The killed validator restarted: seconds until it is back at the
 //!    others' height.
+//! 7. The run's ledger exported and audited with `symbiont audit --bench`:
+//!    the replay's signatures/s against batch verification measured by the
+//!    same command.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -77,6 +80,13 @@ struct Report {
     one_down_tx_s: f64,
     one_down_fraction: f64,
     restart_back_in_step_s: f64,
+    /// `symbiont audit --bench` of the network's ledger, exported at the
+    /// end: its replay rate and the batch verification rate it measures.
+    audit_signatures_per_s: u64,
+    audit_batch_signatures_per_s: u64,
+    audit_ratio: f64,
+    audit_blocks: u64,
+    audit_txs: u64,
 }
 
 fn now_ms() -> u64 {
@@ -374,6 +384,47 @@ async fn measure(
         report.restart_back_in_step_s
     ))?;
     follower.abort();
+
+    // The audit: the whole ledger of this run, exported and replayed.
+    let file = park.dir.join("bench.symbexp");
+    let me = std::env::current_exe()?;
+    let export = std::process::Command::new(&me)
+        .args(["--node", &park.nodes[0].grpc, "export", "--out"])
+        .arg(&file)
+        .output()?;
+    if !export.status.success() {
+        bail!(
+            "symbiont export: {}",
+            String::from_utf8_lossy(&export.stderr).trim()
+        );
+    }
+    let audit = std::process::Command::new(&me)
+        .args(["--json", "audit", "--bench"])
+        .arg(&file)
+        .output()?;
+    let value: serde_json::Value = serde_json::from_slice(&audit.stdout).with_context(|| {
+        format!(
+            "symbiont audit: {}",
+            String::from_utf8_lossy(&audit.stderr).trim()
+        )
+    })?;
+    if value["ok"] != true {
+        bail!("the audit of the bench's ledger failed: {value}");
+    }
+    let bench = &value["bench"];
+    report.audit_signatures_per_s = bench["audit_signatures_per_s"].as_u64().unwrap_or(0);
+    report.audit_batch_signatures_per_s = bench["batch_signatures_per_s"].as_u64().unwrap_or(0);
+    report.audit_ratio = bench["ratio_permille"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    report.audit_blocks = value["report"]["counts"]["blocks"].as_u64().unwrap_or(0);
+    report.audit_txs = value["report"]["counts"]["txs"].as_u64().unwrap_or(0);
+    say(format!(
+        "audit of the run's ledger ({} blocks, {} txs): {} signatures/s replayed, batch verification {} signatures/s, ratio {:.2}",
+        report.audit_blocks,
+        report.audit_txs,
+        report.audit_signatures_per_s,
+        report.audit_batch_signatures_per_s,
+        report.audit_ratio
+    ))?;
     Ok(())
 }
 
@@ -613,6 +664,17 @@ fn print(report: &Report, json: bool) -> Result<()> {
             format!("{:.0} % of healthy", report.one_down_fraction * 100.0),
             ">= 50 %".into(),
             target(report.one_down_fraction >= 0.5).into(),
+        ],
+        vec![
+            "audit replay / batch verification".into(),
+            format!(
+                "{} / {} sig/s = {:.2}",
+                report.audit_signatures_per_s,
+                report.audit_batch_signatures_per_s,
+                report.audit_ratio
+            ),
+            ">= 0.6".into(),
+            target(report.audit_ratio >= 0.6).into(),
         ],
         vec![
             "restarted validator back in step".into(),
