@@ -422,6 +422,48 @@ fn verify_chunk(chunk: Vec<BlockFrame>, chain_id: &str, threads: NonZeroUsize) -
         .collect()
 }
 
+/// A second baseline for `symbiont audit --bench`: batches of `batch`
+/// through `keys::verify_batch`, as the node's admission path
+/// (`tx::verify_txs`) verifies, decoding and checking every key per
+/// signature, on `threads` threads. Returns how many failed and the time.
+pub fn measure_admission_batches(
+    items: &[(Vec<u8>, PublicKey, keys::Signature)],
+    batch: usize,
+    threads: NonZeroUsize,
+) -> (usize, Duration) {
+    let chunks: Vec<Vec<(&[u8], PublicKey, keys::Signature)>> = items
+        .chunks(batch.max(1))
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|(m, k, s)| (m.as_slice(), *k, *s))
+                .collect()
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let failed: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.get())
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = 0;
+                    while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Err(bad) = keys::verify_batch(chunk) {
+                            failed += bad.len();
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a verification thread panicked"))
+            .sum()
+    });
+    (failed, started.elapsed())
+}
+
 /// The baseline of `symbiont audit --bench`: plain ed25519 batch
 /// verification of `items` (keys decoded beforehand, batches of `batch`)
 /// on `threads` threads. Returns how many failed and how long it took.
