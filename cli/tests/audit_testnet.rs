@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,39 +22,10 @@ use symbiont_proto::v1 as pb;
 use symbiont_proto::v1::node_client::NodeClient;
 use symbiont_proto::v1::query_client::QueryClient;
 
-#[path = "support/testnet.rs"]
+#[path = "support/mod.rs"]
 mod testnet;
 
-const CLI: &str = env!("CARGO_BIN_EXE_symbiont");
-
-fn cli(url: &str, args: &[&str]) -> Output {
-    Command::new(CLI)
-        .arg("--node")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> Output {
-    assert!(
-        output.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
+use testnet::{CLI, cli, json_of, ok};
 
 /// Submits `kind` signed by `key` with `nonce` and waits until it is
 /// committed; returns its id, height and result code ("" applied).

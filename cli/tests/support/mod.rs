@@ -5,8 +5,9 @@
 //! The node binary: Cargo gives `CARGO_BIN_EXE_<name>` only for binaries
 //! of the crate under test, so the tests find `symbiont-node` next to
 //! their own executable (target/<profile>/deps/<test>-… →
-//! target/<profile>/symbiont-node) and, when it is not there, build it
-//! with `cargo build -p symbiont-node` (same profile) first.
+//! target/<profile>/symbiont-node), and always ask cargo to build it first
+//! (same profile; nothing to do when it is fresh): a node binary left from
+//! an older build would lack what the tests ask of it.
 
 #![allow(dead_code)]
 
@@ -21,14 +22,16 @@ use symbiont_node::config::{GRPC_PORT_OFFSET, METRICS_PORT_OFFSET};
 
 pub const CLI: &str = env!("CARGO_BIN_EXE_symbiont");
 
-/// target/<profile>/symbiont-node, built first if missing.
+/// target/<profile>/symbiont-node, built (or found fresh) first.
 pub fn node_binary() -> PathBuf {
     static BUILD: Once = Once::new();
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let node = profile_dir.join(format!("symbiont-node{}", std::env::consts::EXE_SUFFIX));
     BUILD.call_once(|| {
-        if !node.exists() {
+        // Always: a node binary left from an older build would lack
+        // what this one asks of it (cargo does nothing when it is fresh).
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["build", "-p", "symbiont-node", "--bin", "symbiont-node"]);
