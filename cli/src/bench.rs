@@ -436,8 +436,9 @@ struct Load {
 }
 
 impl Load {
-    /// Offers `rate` tx/s for `secs` through the nodes `targets`; what was
-    /// committed meanwhile (and within 3 s after) counts.
+    /// Offers `rate` tx/s for `secs` through the nodes `targets`: the
+    /// committed rate counts what was committed by the end; latencies
+    /// count everything submitted, committed until the mempools are empty.
     async fn step(
         &self,
         park: &Park,
@@ -490,8 +491,22 @@ impl Load {
                 _ => 0.0,
             })
             .collect();
-        // Let what is in flight land.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Let what is in flight land: until every live node's mempool is
+        // empty (at most 30 s), so the next step starts afresh.
+        let drained = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut waiting = 0;
+            for &i in targets {
+                let mut client = clients[i].clone();
+                if let Ok(status) = client.node.status(pb::StatusRequest {}).await {
+                    waiting += status.into_inner().mempool_txs;
+                }
+            }
+            if waiting == 0 || Instant::now() > drained {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let ledger = self.ledger.lock().expect("not poisoned");
         let in_window: Vec<&(Instant, Duration)> = ledger
             .committed

@@ -832,7 +832,7 @@ async fn report(demo: &Demo, contracts: &[Hash], pool: Hash) -> Result<()> {
         .map_err(refused)?
         .into_inner();
     outln!()?;
-    outln!("Balances (what each account has earned, + , or owes, -)")?;
+    outln!("Balances after the acknowledged payments (+: owed to the account, -: owed by it)")?;
     let rows: Vec<Vec<String>> = answer
         .balances
         .iter()
