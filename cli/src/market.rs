@@ -1,9 +1,8 @@
 //! `symbiont market`: post offers and requests, list listings.
 
-use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use symbiont_contracts::kinds::ListingTerms;
@@ -132,16 +131,7 @@ fn post(
         parse_quantity(&args.quantity).context("--quantity (in the kind's unit)")?;
     let period_ms = parse_duration_ms(&args.period).context("--period")?;
     let valid_for = parse_duration_ms(&args.valid_for).context("--valid-for")?;
-    let mut quality = BTreeMap::new();
-    for field in &args.quality {
-        let Some((name, value)) = field.split_once('=') else {
-            bail!("--quality {field:?}: NAME=INTEGER expected");
-        };
-        let value: i64 = value
-            .parse()
-            .with_context(|| format!("--quality {field:?}: the value is not an integer"))?;
-        quality.insert(name.to_string(), value);
-    }
+    let quality = crate::contract::parse_quality(&args.quality)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)?
         .as_millis()

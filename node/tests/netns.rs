@@ -349,9 +349,18 @@ fn partitions_in_network_namespaces_stall_without_a_fork_and_heal() {
     let hold = std::env::var("SYMBIONT_NETNS_HOLD_SECS").map_or(0, |s| s.parse().unwrap());
     std::thread::sleep(Duration::from_secs(hold));
     assert_eq!(height(3), isolated, "the isolated node stored a block");
-    let status = lab.status(3);
+    // The stall report starts 2 s (STALL_AFTER) after the last block: the
+    // three may have been quick, so wait for it to be due.
+    let due = Instant::now();
+    let status = loop {
+        let status = lab.status(3);
+        if status.ms_since_last_commit >= 2_500 || due.elapsed() > minute {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     eprintln!("3|1, node 3 stall_reason: {}", status.stall_reason);
-    assert_stalled(&status, isolated, 1500);
+    assert_stalled(&status, isolated, 2_500);
     lab.link("v3", true);
     let healed = Instant::now();
     let target = all().into_iter().max().unwrap() + 2;
