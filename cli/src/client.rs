@@ -391,29 +391,18 @@ pub async fn submit_all(
                 Err(status) => Some(Refusal::from_status(&status)),
             };
             steps += 1;
-            match refusal {
-                // Admitted; ALREADY_EXISTS is safe as success when
-                // retrying (docs/api.md).
-                None => {}
-                Some(r) if r.code == "duplicate" || r.code == "already_included" => {}
-                Some(r) if steps >= MAX_NONCE_STEPS => {
-                    let outcome = refused_outcome(r);
-                    progress(&outcome);
-                    outcomes[row] = Some(outcome);
-                    break;
-                }
-                Some(r) => match r.code.as_str() {
+            // Admitted; ALREADY_EXISTS is safe as success when retrying
+            // (docs/api.md).
+            let refusal = refusal.filter(|r| r.code != "duplicate" && r.code != "already_included");
+            if let Some(r) = refusal {
+                match r.code.as_str() {
+                    _ if steps >= MAX_NONCE_STEPS => {}
                     "bad_nonce" => match next_nonce_of(&r.message) {
                         Some(next) if next > nonce => {
                             nonce = next;
                             continue;
                         }
-                        _ => {
-                            let outcome = refused_outcome(r);
-                            progress(&outcome);
-                            outcomes[row] = Some(outcome);
-                            break;
-                        }
+                        _ => {}
                     },
                     "nonce_taken" => {
                         nonce += 1;
@@ -423,21 +412,22 @@ pub async fn submit_all(
                     "nonce_too_far_ahead" | "signer_full" | "mempool_full" => {
                         match in_flight.pop_front() {
                             Some(done) => {
-                                let outcome = wait_committed(client, done, timeout).await?;
-                                progress(&outcome.1);
-                                outcomes[outcome.0] = Some(outcome.1);
+                                let (done_row, outcome) =
+                                    wait_committed(client, done, timeout).await?;
+                                progress(&outcome);
+                                outcomes[done_row] = Some(outcome);
                             }
                             None => tokio::time::sleep(POLL).await,
                         }
                         continue;
                     }
-                    _ => {
-                        let outcome = refused_outcome(r);
-                        progress(&outcome);
-                        outcomes[row] = Some(outcome);
-                        break;
-                    }
-                },
+                    _ => {}
+                }
+                // Refused for good: the row's outcome; its nonce is unused.
+                let outcome = refused_outcome(r);
+                progress(&outcome);
+                outcomes[row] = Some(outcome);
+                break;
             }
             in_flight.push_back(InFlight {
                 row,

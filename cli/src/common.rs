@@ -82,9 +82,35 @@ pub fn submit_one(
     kind: TxKind,
     then: impl FnOnce(&Outcome) -> Result<()>,
 ) -> Result<()> {
+    submit_built(global, false, |_| Ok(kind), then)
+}
+
+/// As [`submit_one`], for a transaction built with the network's currency
+/// at hand (for commands whose arguments include money).
+pub fn submit_with_money(
+    global: &Global,
+    build: impl FnOnce(&Money) -> Result<TxKind>,
+) -> Result<()> {
+    submit_built(global, true, build, |_| Ok(()))
+}
+
+/// `with_money`: ask the node for its currency first (else `build` gets
+/// an empty one).
+fn submit_built(
+    global: &Global,
+    with_money: bool,
+    build: impl FnOnce(&Money) -> Result<TxKind>,
+    then: impl FnOnce(&Outcome) -> Result<()>,
+) -> Result<()> {
     let key = global.keypair()?;
     let outcome = client::runtime()?.block_on(async {
         let mut client = connect(&global.node).await?;
+        let money = if with_money {
+            money(&mut client).await?
+        } else {
+            Money::default()
+        };
+        let kind = build(&money)?;
         client::submit(&mut client, &key, kind, global.timeout).await
     })?;
     report(&outcome, global.json)?;
@@ -92,22 +118,6 @@ pub fn submit_one(
         then(&outcome)?;
     }
     Ok(())
-}
-
-/// Builds the transaction of `kind` with the network's currency at hand
-/// (for commands whose arguments include money), then as [`submit_one`].
-pub fn submit_with_money(
-    global: &Global,
-    build: impl FnOnce(&Money) -> Result<TxKind>,
-) -> Result<()> {
-    let key = global.keypair()?;
-    let outcome = client::runtime()?.block_on(async {
-        let mut client = connect(&global.node).await?;
-        let money = money(&mut client).await?;
-        let kind = build(&money)?;
-        client::submit(&mut client, &key, kind, global.timeout).await
-    })?;
-    report(&outcome, global.json)
 }
 
 /// One row of a batch: what it is (for the report) and its transaction;

@@ -161,6 +161,21 @@ impl Demo {
             .collect()
     }
 
+    /// Every balance and obligation (a park's few fit one page).
+    async fn balances(&self) -> Result<pb::BalancesResponse> {
+        let mut client = self.client.clone();
+        Ok(client
+            .query
+            .balances(pb::BalancesRequest {
+                account: None,
+                page_size: 1000,
+                page_token: Vec::new(),
+            })
+            .await
+            .map_err(refused)?
+            .into_inner())
+    }
+
     async fn height(&self) -> Result<u64> {
         let mut client = self.client.clone();
         Ok(client
@@ -621,17 +636,7 @@ fn unit_of(kind: &str) -> &'static str {
 
 /// What each firm owes each other firm (debtor, creditor) → minor units.
 async fn obligations(demo: &Demo) -> Result<BTreeMap<(String, String), i64>> {
-    let mut client = demo.client.clone();
-    let answer = client
-        .query
-        .balances(pb::BalancesRequest {
-            account: None,
-            page_size: 1000,
-            page_token: Vec::new(),
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let answer = demo.balances().await?;
     Ok(answer
         .obligations
         .iter()
@@ -681,17 +686,7 @@ async fn audit_ledger(demo: &Demo, park: &Park) -> Result<()> {
     }
     let report = &report["report"];
     // The auditor's balances against the network's answers.
-    let mut client = demo.client.clone();
-    let answer = client
-        .query
-        .balances(pb::BalancesRequest {
-            account: None,
-            page_size: 1000,
-            page_token: Vec::new(),
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let answer = demo.balances().await?;
     for firm in report["firms"]
         .as_array()
         .context("no firms in the audit")?
@@ -821,16 +816,7 @@ async fn report(demo: &Demo, contracts: &[Hash], pool: Hash) -> Result<()> {
         ],
         &rows,
     )?;
-    let answer = client
-        .query
-        .balances(pb::BalancesRequest {
-            account: None,
-            page_size: 1000,
-            page_token: Vec::new(),
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let answer = demo.balances().await?;
     outln!()?;
     outln!("Balances after the acknowledged payments (+: owed to the account, -: owed by it)")?;
     let rows: Vec<Vec<String>> = answer
