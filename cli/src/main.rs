@@ -242,6 +242,34 @@ fn main() -> ExitCode {
 mod tests {
     use clap::CommandFactory;
 
+    /// The ledger refuses an empty delivery point, so `market offer` must
+    /// not make one up: without --delivery-point it is a usage error (it
+    /// once defaulted to "" and every such offer failed on the ledger).
+    #[test]
+    fn an_offer_needs_its_delivery_point() {
+        use clap::Parser;
+        let args = [
+            "symbiont",
+            "market",
+            "offer",
+            "--kind",
+            "steam",
+            "--quantity",
+            "1",
+            "--price",
+            "1.00",
+            "--periods",
+            "1",
+        ];
+        let error = super::Cli::try_parse_from(args)
+            .err()
+            .expect("a usage error");
+        assert!(error.to_string().contains("--delivery-point"), "{error}");
+        let mut with = args.to_vec();
+        with.extend(["--delivery-point", "gate 1"]);
+        assert!(super::Cli::try_parse_from(with).is_ok());
+    }
+
     /// Every command people run (each leaf of the command tree) says what
     /// it does and shows an example; the top level lists every command.
     #[test]

@@ -293,3 +293,60 @@ fn a_validator_killed_at_random_under_load_loses_no_committed_block() {
     let reported = *height.lock().unwrap();
     assert!(stored_tx_ids(&data, &genesis).0.len() as u64 >= reported);
 }
+
+/// A node whose stdout reader goes away (a closed pipe: `| head`, a
+/// supervisor that stopped reading) keeps running and committing: its
+/// `height N` lines are a courtesy. It once panicked in `println!` at the
+/// next block and died.
+#[test]
+fn a_node_whose_stdout_reader_goes_away_keeps_running() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let port = base_port(1);
+    testnet(&net, 1, 0, port);
+    let mut child = Command::new(NODE)
+        .args(["run", "--config"])
+        .arg(net.join("validator-0/config.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The reader goes at once: every `height N` line hits a closed pipe.
+    drop(child.stdout.take());
+    let mut node = Process { child };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", port + GRPC_PORT_OFFSET);
+    let height_at = |at_least: u64| {
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(mut client) =
+                    symbiont_proto::v1::node_client::NodeClient::connect(url.clone()).await
+                    && let Ok(status) = client.status(symbiont_proto::v1::StatusRequest {}).await
+                {
+                    let height = status.into_inner().height;
+                    if height >= at_least {
+                        return height;
+                    }
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the node did not reach height {at_least}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let first = height_at(3);
+    // Blocks after the pipe closed: the node lived through their lines.
+    height_at(first + 5);
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node exited after its stdout closed"
+    );
+    node.kill();
+}
