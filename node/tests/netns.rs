@@ -20,8 +20,9 @@
 //! killed before cleaning up collides with nothing, and its leftovers
 //! are deleted by the next run.
 //!
-//! The partitions here are short (a few seconds). SYMBIONT_NETNS_HOLD_SECS
-//! keeps node 3 cut off that much longer. Before the node pinged its
+//! The 2|2 partition is short (a few seconds); node 3 is cut off for 30 s
+//! (SYMBIONT_NETNS_HOLD_SECS sets it) and must store a block within 10 s
+//! of healing. Before the node pinged its
 //! connections, a 30 s cut took 23 s after healing before node 3 stored
 //! its first block (it waited for TCP's retransmission backoff on each
 //! dead connection, up to 2 minutes) and 58 s to catch up, and `Status`
@@ -346,7 +347,9 @@ fn partitions_in_network_namespaces_stall_without_a_fork_and_heal() {
     eprintln!("3|1: three at {:?} in {:?}", all(), cut.elapsed());
     // SYMBIONT_NETNS_HOLD_SECS keeps node 3 cut off longer (to see how
     // long the way back takes after a long partition).
-    let hold = std::env::var("SYMBIONT_NETNS_HOLD_SECS").map_or(0, |s| s.parse().unwrap());
+    // 30 s by default: long enough that TCP alone (no ping) leaves the
+    // dead connections in retransmission backoff past the healing.
+    let hold = std::env::var("SYMBIONT_NETNS_HOLD_SECS").map_or(30, |s| s.parse().unwrap());
     std::thread::sleep(Duration::from_secs(hold));
     assert_eq!(height(3), isolated, "the isolated node stored a block");
     // The stall report starts 2 s (STALL_AFTER) after the last block: the
@@ -363,6 +366,17 @@ fn partitions_in_network_namespaces_stall_without_a_fork_and_heal() {
     assert_stalled(&status, isolated, 2_500);
     lab.link("v3", true);
     let healed = Instant::now();
+    // Pinged connections are found dead and redialed: node 3 hears the
+    // others again within seconds (without ping: 23 s after a 30 s cut).
+    wait(
+        "node 3 stores a block soon after healing",
+        Duration::from_secs(10),
+        || height(3) > isolated,
+    );
+    eprintln!(
+        "3|1 healed: node 3 stored a block after {:?}",
+        healed.elapsed()
+    );
     let target = all().into_iter().max().unwrap() + 2;
     wait("node 3 catches up and all progress", minute, || {
         (0..NODES).all(|i| height(i) >= target)
