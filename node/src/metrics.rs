@@ -52,6 +52,8 @@ pub struct Metrics {
     pub txs_rejected: Family<RejectLabels, Counter>,
     /// Blocks stored.
     pub blocks_committed: Counter,
+    /// Stored commits gossiped because a peer was behind.
+    pub commits_gossiped: Counter,
     /// Seconds from starting a height to storing its block.
     pub block_commit_latency: Histogram,
     /// Rounds a height took: the decided round + 1.
@@ -77,6 +79,7 @@ impl Metrics {
             txs_admitted: Counter::default(),
             txs_rejected: Family::default(),
             blocks_committed: Counter::default(),
+            commits_gossiped: Counter::default(),
             // 5 ms to about 41 s.
             block_commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             // 1 to 10 rounds, then +Inf.
@@ -120,6 +123,11 @@ impl Metrics {
             "blocks_committed",
             "Blocks stored",
             metrics.blocks_committed.clone(),
+        );
+        registry.register(
+            "commits_gossiped",
+            "Stored commits gossiped because a peer was behind (at most once a second per height)",
+            metrics.commits_gossiped.clone(),
         );
         registry.register_with_unit(
             "block_commit_latency",
