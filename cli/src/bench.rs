@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// Seconds of each load step.
     #[arg(long, default_value_t = 8)]
     step_secs: u64,
+    /// Where to put the network's data and node logs, kept after the run
+    /// (default: a new directory under the system's temporary directory,
+    /// removed at the end). It must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Operator keys that sign the load (each can have 16 transactions
@@ -189,18 +194,28 @@ pub fn run(args: BenchArgs, global: &Global) -> Result<()> {
             report.verification_bound_tx_s
         )?;
     }
-    let dir = std::env::temp_dir().join(format!(
-        "symbiont-bench-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
+    let dir = match &args.dir {
+        Some(dir) => {
+            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                bail!("--dir {} is not empty", dir.display());
+            }
+            dir.clone()
+        }
+        None => std::env::temp_dir().join(format!(
+            "symbiont-bench-{}-{}",
+            std::process::id(),
+            now_ms()
+        )),
+    };
     let mut park = Park::create_testnet(&dir, report.validators)?;
     for i in 0..park.nodes.len() {
         park.start(i)?;
     }
     let result = client::runtime()?.block_on(measure(&mut park, &args, &mut report, global));
     drop(park);
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result?;
     print(&report, global.json)
 }

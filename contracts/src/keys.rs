@@ -48,14 +48,17 @@ pub enum KeyError {
     KeyFileTooOpen { mode: u32 },
 }
 
-/// Most keys `PublicKey::from_bytes` remembers per thread.
-pub const ACCEPTED_KEYS_CACHED: usize = 4096;
+/// Most decompressed keys [`PublicKey::verifying_key`] remembers.
+pub const DECOMPRESSED_KEYS_CACHED: usize = 4096;
 
-thread_local! {
-    /// Bytes `PublicKey::from_bytes` accepted on this thread.
-    static ACCEPTED_KEYS: std::cell::RefCell<std::collections::BTreeSet<[u8; 32]>> =
-        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
-}
+/// Keys decompressed and found canonical, for the whole process: a ledger
+/// has few keys, each checked again and again (every transaction's signer,
+/// every vote, state records), and decompressing and recompressing one
+/// costs two field exponentiations, a third of a signature verification.
+/// A pure function's answers: the cache changes nothing but time. Shared
+/// by all threads, as verification runs on short-lived threads.
+static DECOMPRESSED_KEYS: std::sync::RwLock<std::collections::BTreeMap<[u8; 32], VerifyingKey>> =
+    std::sync::RwLock::new(std::collections::BTreeMap::new());
 
 /// An ed25519 public key: 32 bytes, compressed Edwards point.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,27 +140,12 @@ impl PublicKey {
     /// [`PublicKey::verify`] refuse them. Every way in (the text form, serde
     /// in both forms) goes through this check.
     ///
-    /// The check costs two field exponentiations, and a ledger has few
-    /// keys, each decoded again and again (every transaction's signer,
-    /// state records): the bytes accepted are remembered per thread (at
-    /// most [`ACCEPTED_KEYS_CACHED`]; a pure function's answers, so the
-    /// cache changes nothing but time).
+    /// The check is [`PublicKey::verifying_key`]'s (whose answers are
+    /// remembered).
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
-        if ACCEPTED_KEYS.with(|cache| cache.borrow().contains(&bytes)) {
-            return Ok(PublicKey(bytes));
-        }
         let key = PublicKey(bytes);
         match key.verifying_key() {
-            Ok(_) | Err(KeyError::InvalidPublicKey) => {
-                ACCEPTED_KEYS.with(|cache| {
-                    let mut cache = cache.borrow_mut();
-                    if cache.len() >= ACCEPTED_KEYS_CACHED {
-                        cache.clear();
-                    }
-                    cache.insert(bytes);
-                });
-                Ok(key)
-            }
+            Ok(_) | Err(KeyError::InvalidPublicKey) => Ok(key),
             Err(error) => Err(error),
         }
     }
@@ -166,6 +154,14 @@ impl PublicKey {
     /// non-canonical encodings (a `PublicKey` built directly from its public
     /// field has skipped [`PublicKey::from_bytes`]).
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        let cached = DECOMPRESSED_KEYS
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&self.0)
+            .copied();
+        if let Some(key) = cached {
+            return Ok(key);
+        }
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
         // Compressing the decompressed point gives its one encoding.
         let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
@@ -175,6 +171,13 @@ impl PublicKey {
                 canonical,
             });
         }
+        let mut cache = DECOMPRESSED_KEYS
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= DECOMPRESSED_KEYS_CACHED {
+            cache.clear();
+        }
+        cache.insert(self.0, key);
         Ok(key)
     }
 
@@ -354,4 +357,39 @@ fn base58(bytes: &[u8]) -> String {
     text.extend(std::iter::repeat_n('1', zeros));
     text.extend(digits.iter().rev().map(|&d| ALPHABET[d as usize] as char));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache of decompressed keys remembers keys, not verdicts: a
+    /// cached key still refuses a bad signature, and a non-canonical
+    /// encoding of a cached point is still refused.
+    #[test]
+    fn a_cached_key_changes_no_answer() {
+        let keypair = Keypair::from_seed([9; 32]);
+        let key = keypair.public();
+        let signature = keypair.sign(b"message");
+        for _ in 0..2 {
+            assert_eq!(key.verify(b"message", &signature), Ok(()));
+            assert_eq!(
+                key.verify(b"other message", &signature),
+                Err(KeyError::BadSignature)
+            );
+        }
+        // y = 3 and its encoding as y = p + 3.
+        let mut canonical = [0u8; 32];
+        canonical[0] = 3;
+        let mut aliased = [0xff; 32];
+        aliased[0] = 0xf0;
+        aliased[31] = 0x7f;
+        for _ in 0..2 {
+            assert!(PublicKey::from_bytes(canonical).is_ok());
+            assert!(matches!(
+                PublicKey::from_bytes(aliased),
+                Err(KeyError::NonCanonicalPublicKey { .. })
+            ));
+        }
+    }
 }
