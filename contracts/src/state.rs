@@ -9,7 +9,10 @@
 //! persists atomically and the app hash covers. Keys are compared as their
 //! canonical bytes, so the order is the same on every machine.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map};
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -300,14 +303,24 @@ pub struct EvidenceRecord {
 pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// The state and the writes in progress.
+///
+/// The records are a shared base and the changes on top of it: a node
+/// executes each proposal on its own copy of the state, and copying the
+/// base (every record of the ledger's life, growing with each receipt)
+/// for every block made a block's cost grow with the ledger. A copy
+/// shares the base; [`State::flatten`] folds the changes into it once the
+/// copy is the only one left.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    base: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Changes since the last `flatten`: a new value, or None (deleted).
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Writes of committed transactions in the current block.
     block_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Writes of the transaction in progress, and the values they replaced.
+    /// Writes of the transaction in progress, and the overlay entries they
+    /// replaced (None: the key had no entry).
     tx_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    tx_undo: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    tx_undo: BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>,
     app_hash: Hash,
 }
 
@@ -315,15 +328,43 @@ impl State {
     /// A state loaded from storage: the records and the app hash of the last block.
     pub fn from_records(map: BTreeMap<Vec<u8>, Vec<u8>>, app_hash: Hash) -> State {
         State {
-            map,
+            base: Arc::new(map),
             app_hash,
             ..State::default()
         }
     }
 
-    /// Every record, in key order.
-    pub fn records(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
-        &self.map
+    /// Every record, in key order (a copy).
+    pub fn records(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.range(Bound::Unbounded)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The records from `start` on, in key order.
+    pub fn range(&self, start: Bound<Vec<u8>>) -> Records<'_> {
+        let bounds = (start, Bound::Unbounded);
+        Records {
+            base: self.base.range::<Vec<u8>, _>(bounds.clone()).peekable(),
+            overlay: self.overlay.range::<Vec<u8>, _>(bounds).peekable(),
+        }
+    }
+
+    /// Folds the changes into the base, so that copies of this state are
+    /// cheap again. Copies the base first if another copy still shares it
+    /// (correct, only slower).
+    pub fn flatten(&mut self) {
+        if self.overlay.is_empty() {
+            return;
+        }
+        assert!(self.tx_writes.is_empty(), "a transaction is still open");
+        let base = Arc::make_mut(&mut self.base);
+        for (key, value) in std::mem::take(&mut self.overlay) {
+            match value {
+                Some(value) => base.insert(key, value),
+                None => base.remove(&key),
+            };
+        }
     }
 
     pub fn app_hash(&self) -> Hash {
@@ -334,8 +375,15 @@ impl State {
         self.app_hash = hash;
     }
 
+    fn raw(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        match self.overlay.get(key) {
+            Some(change) => change.as_ref(),
+            None => self.base.get(key),
+        }
+    }
+
     pub fn get<T: Serialize + DeserializeOwned>(&self, key: &Key) -> Option<T> {
-        self.map.get(&key.bytes()).map(|bytes| {
+        self.raw(&key.bytes()).map(|bytes| {
             // Only this module writes records, always through `put`; a
             // record that does not decode is corruption, not input.
             codec::decode(bytes).unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
@@ -343,7 +391,7 @@ impl State {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.map.contains_key(&key.bytes())
+        self.raw(&key.bytes()).is_some()
     }
 
     pub fn put<T: Serialize>(&mut self, key: &Key, value: &T) {
@@ -355,18 +403,14 @@ impl State {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let old = match &value {
-            Some(bytes) => self.map.insert(key.clone(), bytes.clone()),
-            None => self.map.remove(&key),
-        };
-        self.tx_undo.entry(key.clone()).or_insert(old);
+        let replaced = self.overlay.insert(key.clone(), value.clone());
+        self.tx_undo.entry(key.clone()).or_insert(replaced);
         self.tx_writes.insert(key, value);
     }
 
     /// All records whose key has the canonical prefix of `key_prefix`.
     pub fn scan<T: Serialize + DeserializeOwned>(&self, prefix: &[u8]) -> Vec<(Vec<u8>, T)> {
-        self.map
-            .range(prefix.to_vec()..)
+        self.range(Bound::Included(prefix.to_vec()))
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, bytes)| {
                 let value = codec::decode(bytes)
@@ -393,10 +437,10 @@ impl State {
 
     /// Undo the transaction's writes.
     pub fn abort(&mut self) {
-        for (key, old) in std::mem::take(&mut self.tx_undo) {
-            match old {
-                Some(bytes) => self.map.insert(key, bytes),
-                None => self.map.remove(&key),
+        for (key, replaced) in std::mem::take(&mut self.tx_undo) {
+            match replaced {
+                Some(change) => self.overlay.insert(key, change),
+                None => self.overlay.remove(&key),
             };
         }
         self.tx_writes.clear();
@@ -406,6 +450,38 @@ impl State {
     pub fn take_writes(&mut self) -> WriteSet {
         assert!(self.tx_writes.is_empty(), "a transaction is still open");
         std::mem::take(&mut self.block_writes).into_iter().collect()
+    }
+}
+
+/// Records in key order: the base's, with the overlay's changes applied.
+pub struct Records<'a> {
+    base: Peekable<btree_map::Range<'a, Vec<u8>, Vec<u8>>>,
+    overlay: Peekable<btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (&'a Vec<u8>, &'a Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let changed = match (self.base.peek(), self.overlay.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((base, _)), Some((changed, _))) => changed <= base,
+            };
+            if !changed {
+                return self.base.next();
+            }
+            let (key, change) = self.overlay.next()?;
+            // The change replaces the base's record of the same key.
+            if self.base.peek().is_some_and(|(base, _)| *base == key) {
+                self.base.next();
+            }
+            if let Some(value) = change {
+                return Some((key, value));
+            }
+        }
     }
 }
 
@@ -420,4 +496,145 @@ pub fn variant_prefix(key: &Key) -> Vec<u8> {
 /// app hash = blake3(previous app hash, the block's writes in canonical order).
 pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
     codec::hash(&(previous, writes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8),
+        Delete(u8),
+        /// A transaction of these writes, kept or undone.
+        Tx(Vec<(u8, Option<u8>)>, bool),
+        /// End of block: take the writes, then maybe flatten, maybe while
+        /// a copy still shares the base.
+        EndBlock {
+            flatten: bool,
+            keep_copy: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..24u8, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            (0..24u8).prop_map(Op::Delete),
+            (
+                prop::collection::vec((0..24u8, prop::option::of(any::<u8>())), 0..5),
+                any::<bool>()
+            )
+                .prop_map(|(writes, keep)| Op::Tx(writes, keep)),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(flatten, keep_copy)| Op::EndBlock { flatten, keep_copy }),
+        ]
+    }
+
+    /// Keys of two variants, so that scans by prefix see both sides.
+    fn key(k: u8) -> Key {
+        if k % 2 == 0 {
+            Key::Firm(format!("f{k:02}"))
+        } else {
+            Key::Kind(format!("k{k:02}"))
+        }
+    }
+
+    proptest! {
+        /// The shared base and its overlay read like one plain map, whatever
+        /// mix of writes, undone transactions, copies and flattening.
+        #[test]
+        fn state_reads_like_a_plain_map(
+            initial in prop::collection::btree_map(0..24u8, any::<u8>(), 0..12),
+            ops in prop::collection::vec(op(), 0..60),
+        ) {
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = initial
+                .iter()
+                .map(|(k, v)| (key(*k).bytes(), codec::encode(v)))
+                .collect();
+            let mut state = State::from_records(model.clone(), Hash::default());
+            let mut block_model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            let mut copies = Vec::new();
+            for op in ops {
+                let writes = match op {
+                    Op::Put(k, v) => vec![(k, Some(v))],
+                    Op::Delete(k) => vec![(k, None)],
+                    Op::Tx(writes, keep) => {
+                        state.begin();
+                        let saved = model.clone();
+                        for (k, v) in &writes {
+                            match v {
+                                Some(v) => state.put(&key(*k), v),
+                                None => state.delete(&key(*k)),
+                            }
+                        }
+                        if keep {
+                            state.commit();
+                            for (k, v) in writes {
+                                let value = v.map(|v| codec::encode(&v));
+                                match &value {
+                                    Some(bytes) => model.insert(key(k).bytes(), bytes.clone()),
+                                    None => model.remove(&key(k).bytes()),
+                                };
+                                block_model.insert(key(k).bytes(), value);
+                            }
+                        } else {
+                            state.abort();
+                            prop_assert_eq!(&state.records(), &saved);
+                        }
+                        Vec::new()
+                    }
+                    Op::EndBlock { flatten, keep_copy } => {
+                        let writes = state.take_writes();
+                        let expected: WriteSet = std::mem::take(&mut block_model).into_iter().collect();
+                        prop_assert_eq!(writes, expected);
+                        let copy = state.clone();
+                        if flatten {
+                            state.flatten();
+                        }
+                        prop_assert_eq!(&copy.records(), &model);
+                        if keep_copy {
+                            copies.push((copy, model.clone()));
+                        }
+                        Vec::new()
+                    }
+                };
+                for (k, v) in writes {
+                    state.begin();
+                    let value = v.map(|v| codec::encode(&v));
+                    match v {
+                        Some(v) => state.put(&key(k), &v),
+                        None => state.delete(&key(k)),
+                    }
+                    state.commit();
+                    match &value {
+                        Some(bytes) => model.insert(key(k).bytes(), bytes.clone()),
+                        None => model.remove(&key(k).bytes()),
+                    };
+                    block_model.insert(key(k).bytes(), value);
+                }
+                prop_assert_eq!(&state.records(), &model);
+                for k in 0..24u8 {
+                    let expected = model.get(&key(k).bytes()).map(|b| codec::decode::<u8>(b).unwrap());
+                    prop_assert_eq!(state.get::<u8>(&key(k)), expected);
+                    prop_assert_eq!(state.contains(&key(k)), expected.is_some());
+                }
+                for variant in [key(0), key(1)] {
+                    let prefix = variant_prefix(&variant);
+                    let scanned: Vec<(Vec<u8>, u8)> = state.scan(&prefix);
+                    let expected: Vec<(Vec<u8>, u8)> = model
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&prefix))
+                        .map(|(k, v)| (k.clone(), codec::decode(v).unwrap()))
+                        .collect();
+                    prop_assert_eq!(scanned, expected);
+                }
+            }
+            // Copies taken along the way still read as they did: a later
+            // flatten never changes what a copy sees.
+            for (copy, expected) in copies {
+                prop_assert_eq!(&copy.records(), &expected);
+            }
+        }
+    }
 }

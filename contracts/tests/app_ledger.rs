@@ -1971,7 +1971,7 @@ fn a_block_with_wrong_height_or_time_is_refused_without_change() {
             got: GENESIS_MS
         })
     );
-    assert!(park.state.records() == &before);
+    assert!(park.state.records() == before);
 }
 
 #[test]

@@ -308,6 +308,10 @@ impl Chain {
             &next_validators,
         );
         self.state = executed.state;
+        // The block's changes join the shared base, so the next height's
+        // executions copy only their own writes (the base is ours alone
+        // once the other executions of this height are dropped).
+        self.state.flatten();
         self.tip = Tip {
             height: block.header.height,
             hash: block.hash(),

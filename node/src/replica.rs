@@ -430,13 +430,15 @@ impl Replica {
             }
         };
         let outcome = executed.outcome.clone();
+        // The height's other executions share the state's base: dropped
+        // first, the commit folds the block into the base in place.
+        self.executed.clear();
         self.chain
             .commit(&block, executed)
             .expect("a decided block names a validator set");
         let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
         self.mempool.update(&committed, self.chain.state());
         self.evidence.retain(|e| !block.evidence.contains(e));
-        self.executed.clear();
         self.last_commit = Some(certificate.clone());
         self.committing = true;
         Some(Action::Commit {

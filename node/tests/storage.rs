@@ -333,7 +333,7 @@ proptest! {
                 storage = Storage::open(dir.path(), genesis_hash(), CACHE_BYTES).unwrap();
             }
             let state = storage.load_state().unwrap().unwrap();
-            prop_assert_eq!(state.records(), &model);
+            prop_assert_eq!(&state.records(), &model);
             prop_assert_eq!(state.app_hash(), app_hash);
         }
     }

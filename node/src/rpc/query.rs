@@ -113,8 +113,7 @@ fn scan_page<T>(
         None => Bound::Included(prefixes[0].clone()),
     };
     let mut records = state
-        .records()
-        .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        .range(start)
         .take_while(|(key, _)| prefixes.iter().any(|p| key.starts_with(p)))
         .peekable();
     let mut items = Vec::new();

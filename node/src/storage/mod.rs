@@ -276,7 +276,7 @@ impl Storage {
         let genesis_hash = self.stored_genesis()?;
         let mut digest = StateDigest::EMPTY;
         let mut batch = sled::Batch::default();
-        for (key, value) in state.records() {
+        for (key, value) in state.range(std::ops::Bound::Unbounded) {
             digest.add(key, value);
             batch.insert(layout::state_key(key), value.as_slice());
         }
