@@ -533,7 +533,7 @@ mod tests {
 
     /// Keys of two variants, so that scans by prefix see both sides.
     fn key(k: u8) -> Key {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             Key::Firm(format!("f{k:02}"))
         } else {
             Key::Kind(format!("k{k:02}"))
