@@ -48,15 +48,6 @@ pub enum KeyError {
     KeyFileTooOpen { mode: u32 },
 }
 
-/// Most keys `PublicKey::from_bytes` remembers per thread.
-pub const ACCEPTED_KEYS_CACHED: usize = 4096;
-
-thread_local! {
-    /// Bytes `PublicKey::from_bytes` accepted on this thread.
-    static ACCEPTED_KEYS: std::cell::RefCell<std::collections::BTreeSet<[u8; 32]>> =
-        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
-}
-
 /// An ed25519 public key: 32 bytes, compressed Edwards point.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey(pub [u8; 32]);
@@ -129,6 +120,25 @@ pub fn check_key_file_mode(mode: u32) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Whether `bytes`, if they decompress to a curve point at all, are that
+/// point's one encoding, decided without decompressing (no field
+/// exponentiation). Decompression takes `y` (the low 255 bits) modulo
+/// p = 2^255 - 19 and picks the `x` whose parity is the top bit, so
+/// compressing the point gives the same bytes unless `y >= p` (19 values)
+/// or `x = 0` (y = 1 or y = p - 1) with the top bit set. Those encodings
+/// answer false here, and the callers decompress them to decide.
+fn plainly_canonical(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] & 0x80 != 0;
+    let top = bytes[31] & 0x7f;
+    let middle_all_ones = bytes[1..31].iter().all(|&b| b == 0xff);
+    let middle_all_zero = bytes[1..31].iter().all(|&b| b == 0);
+    // y >= p: p is ed ff .. ff 7f little-endian.
+    let at_least_p = top == 0x7f && middle_all_ones && bytes[0] >= 0xed;
+    let y_is_one = top == 0 && middle_all_zero && bytes[0] == 1;
+    let y_is_p_minus_one = top == 0x7f && middle_all_ones && bytes[0] == 0xec;
+    !at_least_p && !(sign && (y_is_one || y_is_p_minus_one))
+}
+
 impl PublicKey {
     /// The public key of these 32 bytes, refusing a non-canonical encoding
     /// of a curve point ([`KeyError::NonCanonicalPublicKey`]). Bytes that
@@ -137,27 +147,16 @@ impl PublicKey {
     /// [`PublicKey::verify`] refuse them. Every way in (the text form, serde
     /// in both forms) goes through this check.
     ///
-    /// The check costs two field exponentiations, and a ledger has few
-    /// keys, each decoded again and again (every transaction's signer,
-    /// state records): the bytes accepted are remembered per thread (at
-    /// most [`ACCEPTED_KEYS_CACHED`]; a pure function's answers, so the
-    /// cache changes nothing but time).
+    /// Almost every key is decided by its bytes alone
+    /// ([`plainly_canonical`]); only the 40 or so encodings that may alias
+    /// another point are decompressed.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
-        if ACCEPTED_KEYS.with(|cache| cache.borrow().contains(&bytes)) {
-            return Ok(PublicKey(bytes));
-        }
         let key = PublicKey(bytes);
+        if plainly_canonical(&bytes) {
+            return Ok(key);
+        }
         match key.verifying_key() {
-            Ok(_) | Err(KeyError::InvalidPublicKey) => {
-                ACCEPTED_KEYS.with(|cache| {
-                    let mut cache = cache.borrow_mut();
-                    if cache.len() >= ACCEPTED_KEYS_CACHED {
-                        cache.clear();
-                    }
-                    cache.insert(bytes);
-                });
-                Ok(key)
-            }
+            Ok(_) | Err(KeyError::InvalidPublicKey) => Ok(key),
             Err(error) => Err(error),
         }
     }
@@ -167,6 +166,9 @@ impl PublicKey {
     /// field has skipped [`PublicKey::from_bytes`]).
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
+        if plainly_canonical(&self.0) {
+            return Ok(key);
+        }
         // Compressing the decompressed point gives its one encoding.
         let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
         if canonical != *self {
@@ -354,4 +356,73 @@ fn base58(bytes: &[u8]) -> String {
     text.extend(std::iter::repeat_n('1', zeros));
     text.extend(digits.iter().rev().map(|&d| ALPHABET[d as usize] as char));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `PublicKey::from_bytes` decided before the shortcut: decompress,
+    /// compress again, compare.
+    fn by_decompressing(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        let Ok(point) = VerifyingKey::from_bytes(&bytes) else {
+            return Ok(PublicKey(bytes));
+        };
+        let canonical = PublicKey(VerifyingKey::from(point.to_edwards()).to_bytes());
+        if canonical.0 != bytes {
+            return Err(KeyError::NonCanonicalPublicKey {
+                key: PublicKey(bytes),
+                canonical,
+            });
+        }
+        Ok(PublicKey(bytes))
+    }
+
+    /// Every encoding near 0, 1, p - 1 and p, both signs, and pseudo-random
+    /// ones (blake3 of a counter, each with its y forced near p as well).
+    fn candidates() -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        for sign in [0u8, 0x80] {
+            for low in 0..=40u8 {
+                let mut small = [0u8; 32];
+                small[0] = low;
+                small[31] = sign;
+                out.push(small);
+                let mut high = [0xffu8; 32];
+                high[0] = 0xd7 + low;
+                high[31] = 0x7f | sign;
+                out.push(high);
+            }
+        }
+        for i in 0u32..2000 {
+            let bytes = *blake3::hash(&i.to_le_bytes()).as_bytes();
+            out.push(bytes);
+            let mut near_p = [0xffu8; 32];
+            near_p[0] = bytes[0];
+            near_p[31] = 0x7f | (bytes[1] & 0x80);
+            out.push(near_p);
+        }
+        out
+    }
+
+    #[test]
+    fn the_bytes_alone_decide_as_decompressing_does() {
+        let mut refused = 0;
+        for bytes in candidates() {
+            let expected = by_decompressing(bytes);
+            refused += usize::from(expected.is_err());
+            assert_eq!(PublicKey::from_bytes(bytes), expected, "{bytes:02x?}");
+            if plainly_canonical(&bytes) {
+                assert!(expected.is_ok(), "{bytes:02x?}");
+            }
+            let decoded = VerifyingKey::from_bytes(&bytes);
+            match (PublicKey(bytes).verifying_key(), expected) {
+                (Ok(key), Ok(_)) => assert_eq!(Some(key), decoded.ok()),
+                (Err(KeyError::InvalidPublicKey), Ok(_)) => assert!(decoded.is_err()),
+                (got, expected) => assert_eq!(got.map(|_| PublicKey(bytes)), expected),
+            }
+        }
+        // The refusals the format names (section 3) are among them.
+        assert!(refused >= 6, "{refused} refused");
+    }
 }
