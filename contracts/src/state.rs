@@ -303,11 +303,14 @@ pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Debug, Clone, Default)]
 pub struct State {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Writes of committed transactions in the current block.
-    block_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Writes of the transaction in progress, and the values they replaced.
-    tx_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    tx_undo: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of committed transactions in the current block, in the order
+    /// they were made (a key may appear more than once; the last write
+    /// wins). Sorted into a [`WriteSet`] by [`State::take_writes`].
+    block_log: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Writes of the transaction in progress, in order, and beside each
+    /// the value it replaced (`tx_undo[i]` for `tx_log[i]`).
+    tx_log: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    tx_undo: Vec<Option<Vec<u8>>>,
     app_hash: Hash,
 }
 
@@ -359,8 +362,8 @@ impl State {
             Some(bytes) => self.map.insert(key.clone(), bytes.clone()),
             None => self.map.remove(&key),
         };
-        self.tx_undo.entry(key.clone()).or_insert(old);
-        self.tx_writes.insert(key, value);
+        self.tx_undo.push(old);
+        self.tx_log.push((key, value));
     }
 
     /// All records whose key has the canonical prefix of `key_prefix`.
@@ -378,34 +381,42 @@ impl State {
 
     /// Start a transaction's writes.
     pub fn begin(&mut self) {
-        assert!(
-            self.tx_writes.is_empty() && self.tx_undo.is_empty(),
-            "nested transaction"
-        );
+        assert!(self.tx_log.is_empty(), "nested transaction");
     }
 
     /// Keep the transaction's writes as part of the block.
     pub fn commit(&mut self) {
-        let writes = std::mem::take(&mut self.tx_writes);
-        self.block_writes.extend(writes);
+        self.block_log.append(&mut self.tx_log);
         self.tx_undo.clear();
     }
 
-    /// Undo the transaction's writes.
+    /// Undo the transaction's writes: the last first, so a key written
+    /// twice gets back the value from before the first write.
     pub fn abort(&mut self) {
-        for (key, old) in std::mem::take(&mut self.tx_undo) {
+        let undo = std::mem::take(&mut self.tx_undo);
+        for ((key, _), old) in self.tx_log.drain(..).zip(undo).rev() {
             match old {
                 Some(bytes) => self.map.insert(key, bytes),
                 None => self.map.remove(&key),
             };
         }
-        self.tx_writes.clear();
     }
 
-    /// The block's writes in key order; clears them.
+    /// The block's writes in key order, the last write of each key; clears
+    /// them.
     pub fn take_writes(&mut self) -> WriteSet {
-        assert!(self.tx_writes.is_empty(), "a transaction is still open");
-        std::mem::take(&mut self.block_writes).into_iter().collect()
+        assert!(self.tx_log.is_empty(), "a transaction is still open");
+        let mut log = std::mem::take(&mut self.block_log);
+        // Stable: the writes of one key stay in the order they were made.
+        log.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut writes: WriteSet = Vec::with_capacity(log.len());
+        for (key, value) in log {
+            match writes.last_mut() {
+                Some(last) if last.0 == key => last.1 = value,
+                _ => writes.push((key, value)),
+            }
+        }
+        writes
     }
 }
 
@@ -420,4 +431,62 @@ pub fn variant_prefix(key: &Key) -> Vec<u8> {
 /// app hash = blake3(previous app hash, the block's writes in canonical order).
 pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
     codec::hash(&(previous, writes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Transactions of writes to a few keys (None: a deletion), each kept
+    /// or aborted.
+    fn blocks() -> impl Strategy<Value = Vec<Vec<(Vec<(u8, Option<u8>)>, bool)>>> {
+        let write = (0u8..6, proptest::option::of(any::<u8>()));
+        let tx = (proptest::collection::vec(write, 0..6), any::<bool>());
+        proptest::collection::vec(proptest::collection::vec(tx, 0..8), 1..4)
+    }
+
+    proptest! {
+        /// The records and each block's write set are those of a plain
+        /// model: a map, and per block a sorted map of the last value each
+        /// committed transaction wrote.
+        #[test]
+        fn writes_commits_and_aborts_match_a_model(blocks in blocks()) {
+            let mut state = State::default();
+            let mut records: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for block in blocks {
+                let mut written: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+                for (writes, keep) in block {
+                    state.begin();
+                    let mut tx_records = records.clone();
+                    let mut tx_written = written.clone();
+                    for (key, value) in writes {
+                        let key = Key::Firm(format!("f{key}"));
+                        match value {
+                            Some(v) => {
+                                state.put(&key, &v);
+                                tx_records.insert(key.bytes(), codec::encode(&v));
+                                tx_written.insert(key.bytes(), Some(codec::encode(&v)));
+                            }
+                            None => {
+                                state.delete(&key);
+                                tx_records.remove(&key.bytes());
+                                tx_written.insert(key.bytes(), None);
+                            }
+                        }
+                    }
+                    if keep {
+                        state.commit();
+                        records = tx_records;
+                        written = tx_written;
+                    } else {
+                        state.abort();
+                    }
+                    prop_assert_eq!(state.records(), &records);
+                }
+                let expected: WriteSet = written.into_iter().collect();
+                prop_assert_eq!(state.take_writes(), expected);
+            }
+        }
+    }
 }
