@@ -341,7 +341,8 @@ impl State {
         self.map.get(&key.bytes()).map(|bytes| {
             // Only this module writes records, always through `put`; a
             // record that does not decode is corruption, not input.
-            codec::decode(bytes).unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
+            codec::decode_stored(bytes)
+                .unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
         })
     }
 
@@ -372,7 +373,7 @@ impl State {
             .range(prefix.to_vec()..)
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, bytes)| {
-                let value = codec::decode(bytes)
+                let value = codec::decode_stored(bytes)
                     .unwrap_or_else(|e| panic!("corrupt state record under {prefix:?}: {e}"));
                 (key.clone(), value)
             })
@@ -429,8 +430,33 @@ pub fn variant_prefix(key: &Key) -> Vec<u8> {
 }
 
 /// app hash = blake3(previous app hash, the block's writes in canonical order).
+///
+/// The hash input is `codec::encode(&(previous, writes))`, written here
+/// directly: through serde every byte of every key and record would be a
+/// sequence element of its own.
 pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
-    codec::hash(&(previous, writes))
+    fn byte_string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let size: usize = writes
+        .iter()
+        .map(|(key, value)| 17 + key.len() + value.as_ref().map_or(0, |v| 8 + v.len()))
+        .sum();
+    let mut input = Vec::with_capacity(40 + size);
+    input.extend_from_slice(&previous.0);
+    input.extend_from_slice(&(writes.len() as u64).to_le_bytes());
+    for (key, value) in writes {
+        byte_string(&mut input, key);
+        match value {
+            None => input.push(0),
+            Some(value) => {
+                input.push(1);
+                byte_string(&mut input, value);
+            }
+        }
+    }
+    Hash::of_bytes(&input)
 }
 
 #[cfg(test)]
@@ -447,6 +473,23 @@ mod tests {
     }
 
     proptest! {
+        /// The app hash's input, written by hand, is the canonical encoding
+        /// of (previous, writes).
+        #[test]
+        fn app_hash_hashes_the_canonical_encoding(
+            previous in any::<[u8; 32]>(),
+            writes in proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+                ),
+                0..20,
+            ),
+        ) {
+            let previous = Hash(previous);
+            prop_assert_eq!(app_hash(&previous, &writes), codec::hash(&(previous, &writes)));
+        }
+
         /// The records and each block's write set are those of a plain
         /// model: a map, and per block a sorted map of the last value each
         /// committed transaction wrote.

@@ -20,6 +20,11 @@
 //! ```sh
 //! cargo run --release -p symbiont-node --no-default-features --example audit_budget -- /tmp/big.symbexp
 //! ```
+//!
+//! With a stage named after the file (`decode`, `batch` or `execute`),
+//! the blocks are decoded once and only that stage runs, once: for
+//! counting its instructions with `perf stat -e instructions:u`, which
+//! even a busy machine does not disturb (compare with a run of `decode`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -57,14 +62,26 @@ impl Instant {
     }
 }
 
-fn best(mut run: impl FnMut() -> Duration) -> Duration {
-    (0..ROUNDS).map(|_| run()).min().unwrap_or_default()
+/// The best of `rounds` runs, or nothing if the stage is not wanted.
+fn best(rounds: usize, wanted: bool, mut run: impl FnMut() -> Duration) -> Duration {
+    if !wanted {
+        return Duration::ZERO;
+    }
+    (0..rounds).map(|_| run()).min().unwrap_or_default()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .ok_or("usage: audit_budget EXPORT_FILE")?;
+    let usage = "usage: audit_budget EXPORT_FILE [decode|batch|execute]";
+    let path = std::env::args().nth(1).ok_or(usage)?;
+    let only = std::env::args().nth(2);
+    if only
+        .as_deref()
+        .is_some_and(|stage| !["decode", "batch", "execute"].contains(&stage))
+    {
+        return Err(usage.into());
+    }
+    let wanted = |stage: &str| only.as_deref().is_none_or(|only| only == stage);
+    let rounds = if only.is_some() { 1 } else { ROUNDS };
     let (mut reader, genesis_bytes) = ExportReader::open(BufReader::new(File::open(&path)?))?;
     let genesis: Genesis = codec::decode(&genesis_bytes)?;
     let mut frames = Vec::new();
@@ -94,11 +111,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         (started.elapsed(), out)
     };
-    let decode_time = best(|| decode().0);
+    let decode_time = best(rounds, only.is_none(), || decode().0);
     let (_, decoded) = decode();
     let signatures: usize = decoded.iter().map(|(block, ..)| block.txs.len()).sum();
 
-    let batch_time = best(|| {
+    let batch_time = best(rounds, wanted("batch"), || {
         let mut cache = KeyCache::default();
         let started = Instant::now();
         for (block, _, _, messages) in &decoded {
@@ -114,7 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed()
     });
 
-    let execute_time = best(|| {
+    let execute_time = best(rounds, wanted("execute"), || {
         let mut state = exec::genesis_state(&genesis);
         let started = Instant::now();
         for (block, ids, checks, _) in &decoded {
@@ -133,11 +150,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed
     });
 
+    if only.is_some() {
+        let time = decode_time + batch_time + execute_time;
+        println!("{} ms", time.as_millis());
+        return Ok(());
+    }
     let total = decode_time + batch_time + execute_time;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64();
     println!(
-        "{} blocks, {} transactions (CPU time, best of {ROUNDS}, one thread):",
+        "{} blocks, {} transactions (CPU time, best of {rounds}, one thread):",
         frames.len(),
         signatures
     );
