@@ -464,9 +464,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Transactions of writes to a few keys (None: a deletion), each kept
-    /// or aborted.
-    fn blocks() -> impl Strategy<Value = Vec<Vec<(Vec<(u8, Option<u8>)>, bool)>>> {
+    /// A transaction's writes to a few keys (None: a deletion), and
+    /// whether it is kept or aborted.
+    type Tx = (Vec<(u8, Option<u8>)>, bool);
+
+    /// Blocks of transactions.
+    fn blocks() -> impl Strategy<Value = Vec<Vec<Tx>>> {
         let write = (0u8..6, proptest::option::of(any::<u8>()));
         let tx = (proptest::collection::vec(write, 0..6), any::<bool>());
         proptest::collection::vec(proptest::collection::vec(tx, 0..8), 1..4)
