@@ -102,6 +102,21 @@ pub fn decode_with_limit<T: Serialize + DeserializeOwned>(
     Ok(value)
 }
 
+/// Decode a record the state stored: like [`decode`], without encoding the
+/// value again to compare. The state holds only bytes `encode` wrote
+/// (`State::put`, or storage filled from its write sets), so they are
+/// canonical already; input from outside goes through [`decode`].
+pub(crate) fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, consumed) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(classify)?;
+    if consumed != bytes.len() {
+        return Err(CodecError::TrailingBytes {
+            trailing: bytes.len() - consumed,
+        });
+    }
+    Ok(value)
+}
+
 /// blake3 of the canonical encoding of `value`.
 pub fn hash<T: Serialize + ?Sized>(value: &T) -> Hash {
     Hash::of_bytes(&encode(value))

@@ -53,8 +53,8 @@ pub const DECOMPRESSED_KEYS_CACHED: usize = 4096;
 
 /// Keys decompressed and found canonical, for the whole process: a ledger
 /// has few keys, each checked again and again (every transaction's signer,
-/// every vote, state records), and decompressing and recompressing one
-/// costs two field exponentiations, a third of a signature verification.
+/// every vote), and decompressing one costs a field exponentiation, a
+/// sixth of a signature verification.
 /// A pure function's answers: the cache changes nothing but time. Shared
 /// by all threads, as verification runs on short-lived threads.
 static DECOMPRESSED_KEYS: std::sync::RwLock<std::collections::BTreeMap<[u8; 32], VerifyingKey>> =
@@ -132,6 +132,25 @@ pub fn check_key_file_mode(mode: u32) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Whether `bytes`, if they decompress to a curve point at all, are that
+/// point's one encoding, decided without decompressing (no field
+/// exponentiation). Decompression takes `y` (the low 255 bits) modulo
+/// p = 2^255 - 19 and picks the `x` whose parity is the top bit, so
+/// compressing the point gives the same bytes unless `y >= p` (19 values)
+/// or `x = 0` (y = 1 or y = p - 1) with the top bit set. Those encodings
+/// answer false here, and the callers decompress them to decide.
+fn plainly_canonical(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] & 0x80 != 0;
+    let top = bytes[31] & 0x7f;
+    let middle_all_ones = bytes[1..31].iter().all(|&b| b == 0xff);
+    let middle_all_zero = bytes[1..31].iter().all(|&b| b == 0);
+    // y >= p: p is ed ff .. ff 7f little-endian.
+    let at_least_p = top == 0x7f && middle_all_ones && bytes[0] >= 0xed;
+    let y_is_one = top == 0 && middle_all_zero && bytes[0] == 1;
+    let y_is_p_minus_one = top == 0x7f && middle_all_ones && bytes[0] == 0xec;
+    !at_least_p && !(sign && (y_is_one || y_is_p_minus_one))
+}
+
 impl PublicKey {
     /// The public key of these 32 bytes, refusing a non-canonical encoding
     /// of a curve point ([`KeyError::NonCanonicalPublicKey`]). Bytes that
@@ -140,10 +159,14 @@ impl PublicKey {
     /// [`PublicKey::verify`] refuse them. Every way in (the text form, serde
     /// in both forms) goes through this check.
     ///
-    /// The check is [`PublicKey::verifying_key`]'s (whose answers are
-    /// remembered).
+    /// Almost every key is decided by its bytes alone
+    /// ([`plainly_canonical`]); only the 40 or so encodings that may alias
+    /// another point are decompressed.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
         let key = PublicKey(bytes);
+        if plainly_canonical(&bytes) {
+            return Ok(key);
+        }
         match key.verifying_key() {
             Ok(_) | Err(KeyError::InvalidPublicKey) => Ok(key),
             Err(error) => Err(error),
@@ -163,13 +186,15 @@ impl PublicKey {
             return Ok(key);
         }
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
-        // Compressing the decompressed point gives its one encoding.
-        let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
-        if canonical != *self {
-            return Err(KeyError::NonCanonicalPublicKey {
-                key: *self,
-                canonical,
-            });
+        if !plainly_canonical(&self.0) {
+            // Compressing the decompressed point gives its one encoding.
+            let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
+            if canonical != *self {
+                return Err(KeyError::NonCanonicalPublicKey {
+                    key: *self,
+                    canonical,
+                });
+            }
         }
         let mut cache = DECOMPRESSED_KEYS
             .write()
@@ -391,5 +416,69 @@ mod tests {
                 Err(KeyError::NonCanonicalPublicKey { .. })
             ));
         }
+    }
+
+    /// What `PublicKey::from_bytes` decided before the shortcut: decompress,
+    /// compress again, compare.
+    fn by_decompressing(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        let Ok(point) = VerifyingKey::from_bytes(&bytes) else {
+            return Ok(PublicKey(bytes));
+        };
+        let canonical = PublicKey(VerifyingKey::from(point.to_edwards()).to_bytes());
+        if canonical.0 != bytes {
+            return Err(KeyError::NonCanonicalPublicKey {
+                key: PublicKey(bytes),
+                canonical,
+            });
+        }
+        Ok(PublicKey(bytes))
+    }
+
+    /// Every encoding near 0, 1, p - 1 and p, both signs, and pseudo-random
+    /// ones (blake3 of a counter, each with its y forced near p as well).
+    fn candidates() -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        for sign in [0u8, 0x80] {
+            for low in 0..=40u8 {
+                let mut small = [0u8; 32];
+                small[0] = low;
+                small[31] = sign;
+                out.push(small);
+                let mut high = [0xffu8; 32];
+                high[0] = 0xd7 + low;
+                high[31] = 0x7f | sign;
+                out.push(high);
+            }
+        }
+        for i in 0u32..2000 {
+            let bytes = *blake3::hash(&i.to_le_bytes()).as_bytes();
+            out.push(bytes);
+            let mut near_p = [0xffu8; 32];
+            near_p[0] = bytes[0];
+            near_p[31] = 0x7f | (bytes[1] & 0x80);
+            out.push(near_p);
+        }
+        out
+    }
+
+    #[test]
+    fn the_bytes_alone_decide_as_decompressing_does() {
+        let mut refused = 0;
+        for bytes in candidates() {
+            let expected = by_decompressing(bytes);
+            refused += usize::from(expected.is_err());
+            assert_eq!(PublicKey::from_bytes(bytes), expected, "{bytes:02x?}");
+            if plainly_canonical(&bytes) {
+                assert!(expected.is_ok(), "{bytes:02x?}");
+            }
+            let decoded = VerifyingKey::from_bytes(&bytes);
+            match (PublicKey(bytes).verifying_key(), expected) {
+                (Ok(key), Ok(_)) => assert_eq!(Some(key), decoded.ok()),
+                (Err(KeyError::InvalidPublicKey), Ok(_)) => assert!(decoded.is_err()),
+                (got, expected) => assert_eq!(got.map(|_| PublicKey(bytes)), expected),
+            }
+        }
+        // The refusals the format names (section 3) are among them.
+        assert!(refused >= 6, "{refused} refused");
     }
 }

@@ -315,12 +315,15 @@ pub struct State {
     base: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Changes since the last `flatten`: a new value, or None (deleted).
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Writes of committed transactions in the current block.
-    block_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Writes of the transaction in progress, and the overlay entries they
-    /// replaced (None: the key had no entry).
-    tx_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    tx_undo: BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>,
+    /// Writes of committed transactions in the current block, in the order
+    /// they were made (a key may appear more than once; the last write
+    /// wins). Sorted into a [`WriteSet`] by [`State::take_writes`].
+    block_log: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Writes of the transaction in progress, in order, and beside each
+    /// the overlay entry it replaced (`tx_undo[i]` for `tx_log[i]`; None:
+    /// the key had none).
+    tx_log: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    tx_undo: Vec<Option<Option<Vec<u8>>>>,
     app_hash: Hash,
 }
 
@@ -357,7 +360,7 @@ impl State {
         if self.overlay.is_empty() {
             return;
         }
-        assert!(self.tx_writes.is_empty(), "a transaction is still open");
+        assert!(self.tx_log.is_empty(), "a transaction is still open");
         let base = Arc::make_mut(&mut self.base);
         for (key, value) in std::mem::take(&mut self.overlay) {
             match value {
@@ -386,7 +389,8 @@ impl State {
         self.raw(&key.bytes()).map(|bytes| {
             // Only this module writes records, always through `put`; a
             // record that does not decode is corruption, not input.
-            codec::decode(bytes).unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
+            codec::decode_stored(bytes)
+                .unwrap_or_else(|e| panic!("corrupt state record {key:?}: {e}"))
         })
     }
 
@@ -404,8 +408,8 @@ impl State {
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let replaced = self.overlay.insert(key.clone(), value.clone());
-        self.tx_undo.entry(key.clone()).or_insert(replaced);
-        self.tx_writes.insert(key, value);
+        self.tx_undo.push(replaced);
+        self.tx_log.push((key, value));
     }
 
     /// All records whose key has the canonical prefix of `key_prefix`.
@@ -413,7 +417,7 @@ impl State {
         self.range(Bound::Included(prefix.to_vec()))
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, bytes)| {
-                let value = codec::decode(bytes)
+                let value = codec::decode_stored(bytes)
                     .unwrap_or_else(|e| panic!("corrupt state record under {prefix:?}: {e}"));
                 (key.clone(), value)
             })
@@ -422,34 +426,42 @@ impl State {
 
     /// Start a transaction's writes.
     pub fn begin(&mut self) {
-        assert!(
-            self.tx_writes.is_empty() && self.tx_undo.is_empty(),
-            "nested transaction"
-        );
+        assert!(self.tx_log.is_empty(), "nested transaction");
     }
 
     /// Keep the transaction's writes as part of the block.
     pub fn commit(&mut self) {
-        let writes = std::mem::take(&mut self.tx_writes);
-        self.block_writes.extend(writes);
+        self.block_log.append(&mut self.tx_log);
         self.tx_undo.clear();
     }
 
-    /// Undo the transaction's writes.
+    /// Undo the transaction's writes: the last first, so a key written
+    /// twice gets back the value from before the first write.
     pub fn abort(&mut self) {
-        for (key, replaced) in std::mem::take(&mut self.tx_undo) {
+        let undo = std::mem::take(&mut self.tx_undo);
+        for ((key, _), replaced) in self.tx_log.drain(..).zip(undo).rev() {
             match replaced {
                 Some(change) => self.overlay.insert(key, change),
                 None => self.overlay.remove(&key),
             };
         }
-        self.tx_writes.clear();
     }
 
-    /// The block's writes in key order; clears them.
+    /// The block's writes in key order, the last write of each key; clears
+    /// them.
     pub fn take_writes(&mut self) -> WriteSet {
-        assert!(self.tx_writes.is_empty(), "a transaction is still open");
-        std::mem::take(&mut self.block_writes).into_iter().collect()
+        assert!(self.tx_log.is_empty(), "a transaction is still open");
+        let mut log = std::mem::take(&mut self.block_log);
+        // Stable: the writes of one key stay in the order they were made.
+        log.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut writes: WriteSet = Vec::with_capacity(log.len());
+        for (key, value) in log {
+            match writes.last_mut() {
+                Some(last) if last.0 == key => last.1 = value,
+                _ => writes.push((key, value)),
+            }
+        }
+        writes
     }
 }
 
@@ -494,12 +506,115 @@ pub fn variant_prefix(key: &Key) -> Vec<u8> {
 }
 
 /// app hash = blake3(previous app hash, the block's writes in canonical order).
+///
+/// The hash input is `codec::encode(&(previous, writes))`, written here
+/// directly: through serde every byte of every key and record would be a
+/// sequence element of its own.
 pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
-    codec::hash(&(previous, writes))
+    fn byte_string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let size: usize = writes
+        .iter()
+        .map(|(key, value)| 17 + key.len() + value.as_ref().map_or(0, |v| 8 + v.len()))
+        .sum();
+    let mut input = Vec::with_capacity(40 + size);
+    input.extend_from_slice(&previous.0);
+    input.extend_from_slice(&(writes.len() as u64).to_le_bytes());
+    for (key, value) in writes {
+        byte_string(&mut input, key);
+        match value {
+            None => input.push(0),
+            Some(value) => {
+                input.push(1);
+                byte_string(&mut input, value);
+            }
+        }
+    }
+    Hash::of_bytes(&input)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A transaction's writes to a few keys (None: a deletion), and
+    /// whether it is kept or aborted.
+    type Tx = (Vec<(u8, Option<u8>)>, bool);
+
+    /// Blocks of transactions.
+    fn blocks() -> impl Strategy<Value = Vec<Vec<Tx>>> {
+        let write = (0u8..6, proptest::option::of(any::<u8>()));
+        let tx = (proptest::collection::vec(write, 0..6), any::<bool>());
+        proptest::collection::vec(proptest::collection::vec(tx, 0..8), 1..4)
+    }
+
+    proptest! {
+        /// The app hash's input, written by hand, is the canonical encoding
+        /// of (previous, writes).
+        #[test]
+        fn app_hash_hashes_the_canonical_encoding(
+            previous in any::<[u8; 32]>(),
+            writes in proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+                ),
+                0..20,
+            ),
+        ) {
+            let previous = Hash(previous);
+            prop_assert_eq!(app_hash(&previous, &writes), codec::hash(&(previous, &writes)));
+        }
+
+        /// The records and each block's write set are those of a plain
+        /// model: a map, and per block a sorted map of the last value each
+        /// committed transaction wrote.
+        #[test]
+        fn writes_commits_and_aborts_match_a_model(blocks in blocks()) {
+            let mut state = State::default();
+            let mut records: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for block in blocks {
+                let mut written: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+                for (writes, keep) in block {
+                    state.begin();
+                    let mut tx_records = records.clone();
+                    let mut tx_written = written.clone();
+                    for (key, value) in writes {
+                        let key = Key::Firm(format!("f{key}"));
+                        match value {
+                            Some(v) => {
+                                state.put(&key, &v);
+                                tx_records.insert(key.bytes(), codec::encode(&v));
+                                tx_written.insert(key.bytes(), Some(codec::encode(&v)));
+                            }
+                            None => {
+                                state.delete(&key);
+                                tx_records.remove(&key.bytes());
+                                tx_written.insert(key.bytes(), None);
+                            }
+                        }
+                    }
+                    if keep {
+                        state.commit();
+                        records = tx_records;
+                        written = tx_written;
+                    } else {
+                        state.abort();
+                    }
+                    prop_assert_eq!(&state.records(), &records);
+                }
+                let expected: WriteSet = written.into_iter().collect();
+                prop_assert_eq!(state.take_writes(), expected);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod overlay_tests {
     use super::*;
     use proptest::prelude::*;
 
