@@ -309,6 +309,9 @@ pub struct State {
     tx_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     tx_undo: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     app_hash: Hash,
+    /// While a trial is open (`begin_trial`): each key's value before the
+    /// trial's first committed write to it, and the app hash before it.
+    trial: Option<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Hash)>,
 }
 
 impl State {
@@ -388,7 +391,66 @@ impl State {
     pub fn commit(&mut self) {
         let writes = std::mem::take(&mut self.tx_writes);
         self.block_writes.extend(writes);
-        self.tx_undo.clear();
+        let undo = std::mem::take(&mut self.tx_undo);
+        if let Some((trial, _)) = &mut self.trial {
+            for (key, old) in undo {
+                trial.entry(key).or_insert(old);
+            }
+        }
+    }
+
+    /// Opens a trial: everything committed from here on (transactions,
+    /// the app hash) can be taken back with `end_trial`. A node executes
+    /// a block on its state in a trial and ends it, instead of executing
+    /// on a copy: copying costs the whole state, a trial only what the
+    /// block writes.
+    pub fn begin_trial(&mut self) {
+        assert!(self.trial.is_none(), "nested trial");
+        assert!(
+            self.tx_writes.is_empty() && self.block_writes.is_empty(),
+            "a block is in progress"
+        );
+        self.trial = Some((BTreeMap::new(), self.app_hash));
+    }
+
+    /// Ends the trial: the state is again what it was at `begin_trial`.
+    pub fn end_trial(&mut self) {
+        // A transaction left open (an execution cut short) is undone first.
+        self.abort();
+        self.block_writes.clear();
+        let (undo, app_hash) = self.trial.take().expect("a trial is open");
+        for (key, old) in undo {
+            match old {
+                Some(bytes) => self.map.insert(key, bytes),
+                None => self.map.remove(&key),
+            };
+        }
+        self.app_hash = app_hash;
+    }
+
+    /// Keeps what the trial changed (it cannot be ended any more).
+    pub fn keep_trial(&mut self) {
+        assert!(self.trial.take().is_some(), "a trial is open");
+    }
+
+    /// Applies a block's writes (as `take_writes` gave them after
+    /// executing it on this same state) and its app hash: the state is
+    /// then the block's post-state (in an open trial, until it ends).
+    pub fn apply_block(&mut self, writes: &WriteSet, app_hash: Hash) {
+        assert!(
+            self.tx_writes.is_empty() && self.block_writes.is_empty(),
+            "no block in progress"
+        );
+        for (key, value) in writes {
+            let old = match value {
+                Some(bytes) => self.map.insert(key.clone(), bytes.clone()),
+                None => self.map.remove(key),
+            };
+            if let Some((trial, _)) = &mut self.trial {
+                trial.entry(key.clone()).or_insert(old);
+            }
+        }
+        self.app_hash = app_hash;
     }
 
     /// Undo the transaction's writes.
@@ -420,4 +482,63 @@ pub fn variant_prefix(key: &Key) -> Vec<u8> {
 /// app hash = blake3(previous app hash, the block's writes in canonical order).
 pub fn app_hash(previous: &Hash, writes: &WriteSet) -> Hash {
     codec::hash(&(previous, writes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let mut state = State::default();
+        state.begin();
+        state.put(&Key::Firm("a".into()), &1u64);
+        state.put(&Key::Firm("b".into()), &2u64);
+        state.commit();
+        let writes = state.take_writes();
+        state.set_app_hash(app_hash(&Hash([0; 32]), &writes));
+        state
+    }
+
+    #[test]
+    fn a_trial_ends_where_it_began_and_its_writes_give_the_post_state() {
+        let before = state();
+        let mut tried = before.clone();
+        tried.begin_trial();
+        tried.begin();
+        tried.put(&Key::Firm("a".into()), &10u64);
+        tried.delete(&Key::Firm("b".into()));
+        tried.put(&Key::Firm("c".into()), &3u64);
+        tried.commit();
+        // An aborted transaction writes nothing.
+        tried.begin();
+        tried.put(&Key::Firm("d".into()), &4u64);
+        tried.abort();
+        // A transaction left open is undone by the end too.
+        let writes = tried.take_writes();
+        let hash = app_hash(&tried.app_hash(), &writes);
+        tried.set_app_hash(hash);
+        let mut post = tried.clone();
+        post.keep_trial();
+        tried.begin();
+        tried.put(&Key::Firm("e".into()), &5u64);
+        tried.end_trial();
+        assert_eq!(tried.records(), before.records());
+        assert_eq!(tried.app_hash(), before.app_hash());
+
+        let mut applied = before.clone();
+        applied.apply_block(&writes, hash);
+        assert_eq!(applied.records(), post.records());
+        assert_eq!(applied.app_hash(), hash);
+        assert_eq!(applied.get::<u64>(&Key::Firm("a".into())), Some(10));
+        assert!(!applied.contains(&Key::Firm("b".into())));
+        assert!(!applied.contains(&Key::Firm("d".into())));
+
+        // Applied in a trial and taken back.
+        let mut undone = before.clone();
+        undone.begin_trial();
+        undone.apply_block(&writes, hash);
+        undone.end_trial();
+        assert_eq!(undone.records(), before.records());
+        assert_eq!(undone.app_hash(), before.app_hash());
+    }
 }

@@ -54,12 +54,12 @@ pub enum InvalidBlock {
 #[error("the state names no valid validator set: {0}")]
 pub struct NoValidators(#[from] ConsensusError);
 
-/// A block executed on a copy of the state, ready to commit.
+/// A block executed against the tip's state, ready to commit (its
+/// writes, in `outcome`, are applied by `Chain::commit`).
 #[derive(Clone, Debug)]
 pub struct Executed {
     pub validity: Validity,
     pub outcome: BlockOutcome,
-    state: State,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,24 +197,28 @@ impl Chain {
         }
     }
 
-    /// Executes `txs` and `evidence` on a copy of the state as the block
-    /// `height`, `time_ms` (`checks`: each transaction's `verify` result,
-    /// from `verify::check_block_txs`).
+    /// Executes `txs` and `evidence` as the block `height`, `time_ms`
+    /// (`checks`: each transaction's `verify` result, from
+    /// `verify::check_block_txs`), on the state in a trial that is ended
+    /// before returning: the state is unchanged, the outcome holds the
+    /// block's writes (`commit` applies them). Copying the state instead
+    /// cost time in proportion to the whole ledger, for every block.
     fn execute(
-        &self,
+        &mut self,
         time_ms: u64,
         txs: &[SignedTx],
         checks: &[Result<(), TxError>],
         evidence: &[Evidence],
-    ) -> Result<(BlockOutcome, State), exec::BlockError> {
-        let mut state = self.state.clone();
+    ) -> Result<BlockOutcome, exec::BlockError> {
         let info = BlockInfo {
             height: self.next_height(),
             time_ms,
         };
         let items = block::block_evidence(evidence);
-        let outcome = execute_block_checked(&mut state, &info, txs, checks, &items)?;
-        Ok((outcome, state))
+        self.state.begin_trial();
+        let outcome = execute_block_checked(&mut self.state, &info, txs, checks, &items);
+        self.state.end_trial();
+        outcome
     }
 
     /// This node's proposal for the next height: the transactions as
@@ -224,7 +228,7 @@ impl Chain {
     /// says.
     #[allow(clippy::too_many_arguments)]
     pub fn propose(
-        &self,
+        &mut self,
         proposer: PublicKey,
         time_ms: u64,
         txs: Vec<SignedTx>,
@@ -233,7 +237,7 @@ impl Chain {
         last_commit: Option<Certificate>,
     ) -> Result<(Block, Executed), exec::BlockError> {
         let time_ms = time_ms.max(self.tip.time_ms.saturating_add(1));
-        let (outcome, state) = self.execute(time_ms, &txs, checks, &evidence)?;
+        let outcome = self.execute(time_ms, &txs, checks, &evidence)?;
         let block = BlockDraft {
             chain_id: self.chain_id.clone(),
             height: self.next_height(),
@@ -248,7 +252,6 @@ impl Chain {
         let executed = Executed {
             validity: Validity::Valid,
             outcome,
-            state,
         };
         Ok((block, executed))
     }
@@ -261,7 +264,7 @@ impl Chain {
     /// valid round). `checks`: the transactions' verdicts
     /// (`verify::check_block_txs`).
     pub fn validate(
-        &self,
+        &mut self,
         block: &Block,
         proposer: Option<&PublicKey>,
         local_time_ms: u64,
@@ -294,7 +297,19 @@ impl Chain {
     pub fn commit(&mut self, block: &Block, executed: Executed) -> Result<(), NoValidators> {
         assert_eq!(block.header.height, self.next_height(), "commit in order");
         assert_eq!(executed.outcome.app_hash, block.header.app_hash);
-        let next_validators = validator_set(&executed.state)?;
+        // In a trial, so that a block leaving no validators is not
+        // committed and the state is left as it was.
+        self.state.begin_trial();
+        self.state
+            .apply_block(&executed.outcome.writes, executed.outcome.app_hash);
+        let next_validators = match validator_set(&self.state) {
+            Ok(validators) => validators,
+            Err(error) => {
+                self.state.end_trial();
+                return Err(error);
+            }
+        };
+        self.state.keep_trial();
         let round = block.last_commit.as_ref().map(|c| c.round);
         let previous = self
             .previous_validators
@@ -307,7 +322,6 @@ impl Chain {
             &previous,
             &next_validators,
         );
-        self.state = executed.state;
         self.tip = Tip {
             height: block.header.height,
             hash: block.hash(),
@@ -321,7 +335,7 @@ impl Chain {
     /// against `validators()`): the header must still build on the tip and
     /// give its app hash; the clock does not matter any more.
     pub fn execute_decided(
-        &self,
+        &mut self,
         block: &Block,
         checks: &[Result<(), TxError>],
     ) -> Result<Executed, InvalidBlock> {
@@ -332,23 +346,18 @@ impl Chain {
 
     /// Executes `block`, which must give the app hash of its header.
     fn execute_to_header(
-        &self,
+        &mut self,
         block: &Block,
         checks: &[Result<(), TxError>],
         validity: Validity,
     ) -> Result<Executed, InvalidBlock> {
-        let (outcome, state) =
-            self.execute(block.header.time_ms, &block.txs, checks, &block.evidence)?;
+        let outcome = self.execute(block.header.time_ms, &block.txs, checks, &block.evidence)?;
         if outcome.app_hash != block.header.app_hash {
             return Err(InvalidBlock::AppHash {
                 header: block.header.app_hash,
                 computed: outcome.app_hash,
             });
         }
-        Ok(Executed {
-            validity,
-            outcome,
-            state,
-        })
+        Ok(Executed { validity, outcome })
     }
 }

@@ -68,7 +68,7 @@ fn tx(nonce: u64) -> SignedTx {
 
 /// `proposer` proposes on `chain` at `time`; `other` judges it.
 fn propose(
-    chain: &Chain,
+    chain: &mut Chain,
     proposer: u8,
     time: u64,
     txs: Vec<SignedTx>,
@@ -93,7 +93,7 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
     assert_eq!(alice.next_height(), 1);
     assert_eq!(alice.validators().len(), 4);
     let t1 = GENESIS_TIME_MS + 1000;
-    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
+    let (block1, executed) = propose(&mut alice, 11, t1, vec![tx(1)], None);
     let judged = bob
         .validate(
             &block1,
@@ -114,7 +114,7 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
     // Height 2 carries height 1's certificate, decided in round 1: the
     // proposer of height 1, round 0 missed its turn.
     let t2 = t1 + 1000;
-    let (block2, executed) = propose(&alice, 12, t2, vec![tx(2)], Some(certificate(&block1, 1)));
+    let (block2, executed) = propose(&mut alice, 12, t2, vec![tx(2)], Some(certificate(&block1, 1)));
     let judged = bob
         .validate(&block2, Some(&key(12).public()), t2, &checks(&bob, &block2))
         .unwrap();
@@ -128,9 +128,9 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
 
 #[test]
 fn valid_v_refuses_what_does_not_match() {
-    let (mut alice, bob) = (chain(), chain());
+    let (mut alice, mut bob) = (chain(), chain());
     let t1 = GENESIS_TIME_MS + 1000;
-    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
+    let (block1, executed) = propose(&mut alice, 11, t1, vec![tx(1)], None);
     let proposer = key(11).public();
     // The clock: untimely beyond the drift, still executed.
     let late = bob
@@ -151,13 +151,13 @@ fn valid_v_refuses_what_does_not_match() {
     ));
     alice.commit(&block1, executed).unwrap();
     // Height 2 without the certificate of height 1.
-    let (no_commit, _) = propose(&alice, 12, t1 + 1000, vec![], None);
+    let (no_commit, _) = propose(&mut alice, 12, t1 + 1000, vec![], None);
     assert!(matches!(
         alice.validate(&no_commit, Some(&key(12).public()), t1 + 1000, &[]),
         Err(InvalidBlock::Header(_))
     ));
     // A block decided elsewhere is executed whatever the clock says.
-    let (block2, _) = propose(&alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
+    let (block2, _) = propose(&mut alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
     let decided = alice.execute_decided(&block2, &[]).unwrap();
     assert_eq!(decided.outcome.app_hash, block2.header.app_hash);
 }

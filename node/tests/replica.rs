@@ -405,7 +405,7 @@ fn a_reproposal_of_a_block_another_proposer_made_is_valid() {
     let mut bus = bus(&[mine]);
     let keypair = |public| (11..=14).map(key).find(|k| k.public() == public).unwrap();
     // Block B, made by round 0's proposer.
-    let maker = Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin)).unwrap();
+    let mut maker = Chain::from_genesis(&genesis(), Arc::new(WeightedRoundRobin)).unwrap();
     let (block, _) = maker
         .propose(p0, bus.clock(), vec![], &[], vec![], None)
         .unwrap();
