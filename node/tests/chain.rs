@@ -114,7 +114,13 @@ fn two_nodes_agree_on_blocks_they_judge_and_commit() {
     // Height 2 carries height 1's certificate, decided in round 1: the
     // proposer of height 1, round 0 missed its turn.
     let t2 = t1 + 1000;
-    let (block2, executed) = propose(&mut alice, 12, t2, vec![tx(2)], Some(certificate(&block1, 1)));
+    let (block2, executed) = propose(
+        &mut alice,
+        12,
+        t2,
+        vec![tx(2)],
+        Some(certificate(&block1, 1)),
+    );
     let judged = bob
         .validate(&block2, Some(&key(12).public()), t2, &checks(&bob, &block2))
         .unwrap();
@@ -157,7 +163,13 @@ fn valid_v_refuses_what_does_not_match() {
         Err(InvalidBlock::Header(_))
     ));
     // A block decided elsewhere is executed whatever the clock says.
-    let (block2, _) = propose(&mut alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
+    let (block2, _) = propose(
+        &mut alice,
+        12,
+        t1 + 1000,
+        vec![],
+        Some(certificate(&block1, 0)),
+    );
     let decided = alice.execute_decided(&block2, &[]).unwrap();
     assert_eq!(decided.outcome.app_hash, block2.header.app_hash);
 }
