@@ -51,10 +51,17 @@ pub enum KeyError {
 /// Most keys `PublicKey::from_bytes` remembers per thread.
 pub const ACCEPTED_KEYS_CACHED: usize = 4096;
 
+/// Most decompressed keys `PublicKey::verifying_key` remembers per thread.
+pub const VERIFYING_KEYS_CACHED: usize = 4096;
+
 thread_local! {
     /// Bytes `PublicKey::from_bytes` accepted on this thread.
     static ACCEPTED_KEYS: std::cell::RefCell<std::collections::BTreeSet<[u8; 32]>> =
         const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+    /// Keys `PublicKey::verifying_key` decompressed (and found canonical)
+    /// on this thread.
+    static VERIFYING_KEYS: std::cell::RefCell<std::collections::BTreeMap<[u8; 32], VerifyingKey>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
 }
 
 /// An ed25519 public key: 32 bytes, compressed Edwards point.
@@ -165,7 +172,28 @@ impl PublicKey {
     /// The decompressed key. Refuses bytes that are not a curve point, and
     /// non-canonical encodings (a `PublicKey` built directly from its public
     /// field has skipped [`PublicKey::from_bytes`]).
+    ///
+    /// Decompressing and compressing again cost a third of a signature
+    /// check, for keys a ledger has few of: the keys that pass are
+    /// remembered per thread (at most [`VERIFYING_KEYS_CACHED`]; a pure
+    /// function's answers, so the cache changes nothing but time).
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        if let Some(key) = VERIFYING_KEYS.with(|cache| cache.borrow().get(&self.0).copied()) {
+            return Ok(key);
+        }
+        let key = self.decompress()?;
+        VERIFYING_KEYS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() >= VERIFYING_KEYS_CACHED {
+                cache.clear();
+            }
+            cache.insert(self.0, key);
+        });
+        Ok(key)
+    }
+
+    /// `verifying_key` without the cache.
+    fn decompress(&self) -> Result<VerifyingKey, KeyError> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPublicKey)?;
         // Compressing the decompressed point gives its one encoding.
         let canonical = PublicKey(VerifyingKey::from(key.to_edwards()).to_bytes());
