@@ -311,8 +311,11 @@ pub struct State {
     app_hash: Hash,
     /// While a trial is open (`begin_trial`): each key's value before the
     /// trial's first committed write to it, and the app hash before it.
-    trial: Option<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Hash)>,
+    trial: Option<(Undo, Hash)>,
 }
+
+/// Old values by key (None: the key was absent).
+type Undo = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl State {
     /// A state loaded from storage: the records and the app hash of the last block.
