@@ -173,7 +173,7 @@ impl PublicKey {
     /// non-canonical encodings (a `PublicKey` built directly from its public
     /// field has skipped [`PublicKey::from_bytes`]).
     ///
-    /// Decompressing and compressing again cost a third of a signature
+    /// Decompressing and compressing again cost a fifth of a signature
     /// check, for keys a ledger has few of: the keys that pass are
     /// remembered per thread (at most [`VERIFYING_KEYS_CACHED`]; a pure
     /// function's answers, so the cache changes nothing but time).
