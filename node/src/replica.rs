@@ -49,9 +49,24 @@ pub enum NetMessage {
     /// A proposal (with its block), a vote, or a decided block with its
     /// certificate (for a peer behind).
     Consensus(Message<C>),
-    /// A transaction admitted somewhere (gossip).
+    /// A transaction admitted somewhere (gossip). Still understood;
+    /// nodes now gossip transactions in batches (`Txs`).
     Tx(SignedTx),
+    /// Transactions admitted by the node that publishes them, gossiped as
+    /// one message: 1 to `TX_BATCH_MAX_TXS` of them, each judged on its
+    /// own by the receiver (see `Replica::check_gossip_txs`). One gossip
+    /// message per transaction cost more than the transaction's own
+    /// signature check (framing, encryption, gossipsub's envelope,
+    /// signature and seen-cache, per copy received).
+    Txs(Vec<SignedTx>),
 }
+
+/// The most transactions in one `NetMessage::Txs`; a batch with more (or
+/// none) is rejected. Batches are also cut at `TX_BATCH_MAX_BYTES`.
+pub const TX_BATCH_MAX_TXS: usize = 256;
+/// A batch is published once its transactions reach this many bytes
+/// (one more transaction may overshoot it by at most `MAX_TX_BYTES`).
+pub const TX_BATCH_MAX_BYTES: usize = 256 * 1024;
 
 /// Whether a gossip message may be forwarded to other peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +183,7 @@ impl Replica {
     pub fn check_gossip(&mut self, message: &NetMessage) -> GossipVerdict {
         match message {
             NetMessage::Tx(tx) => self.check_gossip_tx(tx).0,
+            NetMessage::Txs(txs) => self.check_gossip_txs(txs).0,
             NetMessage::Consensus(Message::Vote(vote)) => {
                 let signer = &vote.vote.validator;
                 self.check_signed(vote.vote.height, signer, || {
@@ -217,6 +233,52 @@ impl Replica {
         (verdict, result)
     }
 
+    /// `check_gossip` of a batch of transactions: each is admitted (or
+    /// not) on its own, and the results are returned in order. The verdict
+    /// on the message:
+    ///
+    /// - `Reject` if the batch is empty or longer than `TX_BATCH_MAX_TXS`,
+    ///   or if any transaction fails a check that does not depend on the
+    ///   state (size, encoding, chain id, signature). The publisher
+    ///   admitted every transaction it batched, and any honest node that
+    ///   forwarded the batch ran the same checks with the same outcome: only
+    ///   a faulty publisher or forwarder is blamed. (The good transactions
+    ///   of a rejected batch are admitted all the same.)
+    /// - else `Accept` if at least one transaction was new here: the batch
+    ///   is forwarded whole.
+    /// - else `Ignore`: nothing new (duplicates, stale nonces, a signer
+    ///   this node does not know yet, a full pool: all depend on the
+    ///   receiver's state and mempool, so nobody is blamed).
+    pub fn check_gossip_txs(
+        &mut self,
+        txs: &[SignedTx],
+    ) -> (GossipVerdict, Vec<Result<Hash, AdmitError>>) {
+        if txs.is_empty() || txs.len() > TX_BATCH_MAX_TXS {
+            return (GossipVerdict::Reject, Vec::new());
+        }
+        let results: Vec<Result<Hash, AdmitError>> = txs
+            .iter()
+            .map(|tx| self.mempool.admit(tx.clone(), self.chain.state()))
+            .collect();
+        let invalid = results.iter().any(|result| {
+            matches!(
+                result,
+                Err(AdmitError::Tx(error)) if matches!(
+                    error.code(),
+                    "oversize" | "malformed" | "wrong_chain_id" | "bad_signature"
+                )
+            )
+        });
+        let verdict = if invalid {
+            GossipVerdict::Reject
+        } else if results.iter().any(Result::is_ok) {
+            GossipVerdict::Accept
+        } else {
+            GossipVerdict::Ignore
+        };
+        (verdict, results)
+    }
+
     fn check_signed(
         &self,
         height: Height,
@@ -245,6 +307,12 @@ impl Replica {
             NetMessage::Tx(tx) => {
                 // Already known or not admissible: nothing to do.
                 let _ = self.mempool.admit(tx, self.chain.state());
+                return Ok(Vec::new());
+            }
+            NetMessage::Txs(txs) => {
+                for tx in txs.into_iter().take(TX_BATCH_MAX_TXS) {
+                    let _ = self.mempool.admit(tx, self.chain.state());
+                }
                 return Ok(Vec::new());
             }
             NetMessage::Consensus(Message::Proposal(proposal)) => EngineInput::Proposal(proposal),

@@ -6,7 +6,9 @@
 //!
 //! Wire formats (canonical encoding): a gossip message is `(NetMessage,
 //! u64 send number)`: a `replica::NetMessage` (a consensus message on the
-//! consensus topic, a transaction on the transactions topic) and a number
+//! consensus topic, a batch of transactions on the transactions topic:
+//! admitted transactions wait up to `TX_BATCH_WINDOW` to be sent together)
+//! and a number
 //! that differs for every send of this process, so a message sent again
 //! (rebroadcast after a partition or a restart) is a new gossip message and
 //! is not dropped as a duplicate of the first. A sync request is a
@@ -50,7 +52,9 @@ use crate::metrics::{self, Metrics};
 use crate::p2p::{
     self, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, Topic, Validation,
 };
-use crate::replica::{Action, GossipVerdict, NetMessage, Replica};
+use crate::replica::{
+    Action, GossipVerdict, NetMessage, Replica, TX_BATCH_MAX_BYTES, TX_BATCH_MAX_TXS,
+};
 use crate::storage::{CommitRecord, Storage};
 use crate::verify::available_threads;
 
@@ -69,6 +73,10 @@ pub const GOSSIP_MESSAGE_BYTES: u32 = symbiont_contracts::genesis::MAX_BLOCK_BYT
 pub const COMMIT_GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
 /// Sled's cache.
 pub const STORAGE_CACHE_BYTES: u64 = 64 << 20;
+/// Admitted transactions wait at most this long to be gossiped in one
+/// batch (`NetMessage::Txs`, cut earlier at `TX_BATCH_MAX_TXS` or
+/// `TX_BATCH_MAX_BYTES`).
+pub const TX_BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 pub struct ServiceConfig {
     pub genesis: Genesis,
@@ -269,6 +277,12 @@ struct Node {
     height_started: std::time::Instant,
     /// The metrics server, stopped with the node.
     metrics_server: Option<tokio::task::JoinHandle<()>>,
+    /// Admitted transactions waiting to be gossiped as one batch, their
+    /// encoded bytes, and when the batch is due (`TX_BATCH_WINDOW` after
+    /// its first transaction).
+    tx_batch: Vec<SignedTx>,
+    tx_batch_bytes: usize,
+    tx_batch_due: Option<Instant>,
 }
 
 /// Opens the data dir, resumes where the node stopped, joins the network
@@ -403,6 +417,9 @@ pub async fn start(
         metrics: metrics.clone(),
         height_started: std::time::Instant::now(),
         metrics_server,
+        tx_batch: Vec::new(),
+        tx_batch_bytes: 0,
+        tx_batch_due: None,
     };
     tracing::info!(
         height = tip.height,
@@ -608,6 +625,8 @@ impl Node {
                     }
                     last_reported = height;
                 }
+                _ = tokio::time::sleep_until(self.tx_batch_due.unwrap_or_else(Instant::now)),
+                    if self.tx_batch_due.is_some() => self.publish_tx_batch().await,
                 _ = rebroadcast.tick() => {
                     let actions = self.replica.rebroadcast();
                     self.act(actions).await?;
@@ -643,6 +662,13 @@ impl Node {
                     Ok(NetMessage::Tx(tx)) => {
                         let (verdict, result) = self.replica.check_gossip_tx(tx);
                         self.metrics.admitted(&result);
+                        verdict
+                    }
+                    Ok(NetMessage::Txs(txs)) => {
+                        let (verdict, results) = self.replica.check_gossip_txs(txs);
+                        for result in &results {
+                            self.metrics.admitted(result);
+                        }
                         verdict
                     }
                     Ok(message) => self.replica.check_gossip(message),
@@ -794,15 +820,38 @@ impl Node {
             .await;
     }
 
+    /// Queues an admitted transaction for the next batch; publishes the
+    /// batch once it is full.
+    async fn batch_tx(&mut self, tx: SignedTx) {
+        self.tx_batch_bytes += tx.to_bytes().len();
+        self.tx_batch.push(tx);
+        if self.tx_batch.len() >= TX_BATCH_MAX_TXS || self.tx_batch_bytes >= TX_BATCH_MAX_BYTES {
+            self.publish_tx_batch().await;
+        } else if self.tx_batch_due.is_none() {
+            self.tx_batch_due = Some(Instant::now() + TX_BATCH_WINDOW);
+        }
+    }
+
+    /// Gossips the waiting transactions as one message.
+    async fn publish_tx_batch(&mut self) {
+        self.tx_batch_due = None;
+        self.tx_batch_bytes = 0;
+        let txs = std::mem::take(&mut self.tx_batch);
+        if !txs.is_empty() {
+            self.publish(Topic::Txs, &NetMessage::Txs(txs)).await;
+        }
+    }
+
     /// Carries out the replica's actions in order.
     async fn act(&mut self, actions: Vec<Action>) -> Result<(), ServiceError> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
+                Action::Broadcast(NetMessage::Tx(tx)) => self.batch_tx(tx).await,
                 Action::Broadcast(message) => {
                     let topic = match message {
-                        NetMessage::Tx(_) => Topic::Txs,
-                        _ => Topic::Consensus,
+                        NetMessage::Tx(_) | NetMessage::Txs(_) => Topic::Txs,
+                        NetMessage::Consensus(_) => Topic::Consensus,
                     };
                     self.publish(topic, &message).await;
                 }

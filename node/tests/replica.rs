@@ -542,6 +542,48 @@ fn gossip_is_checked_before_it_is_forwarded() {
     );
 }
 
+/// A batch of gossiped transactions: each is admitted on its own; a bad
+/// signature anywhere rejects the message (only a faulty publisher or
+/// forwarder sends one), while refusals that depend on the receiver's
+/// state (duplicates, nonces) never do; nothing new is ignored.
+#[test]
+fn gossiped_batches_are_judged_per_transaction() {
+    use symbiont_node::replica::{GossipVerdict, TX_BATCH_MAX_TXS};
+    let mut bus = bus(&[0]);
+    let replica = bus.replicas[0].as_mut().unwrap();
+    let batch = |txs: Vec<SignedTx>| NetMessage::Txs(txs);
+    // Nonce 3 waits for 2; a repeat of 1 inside the batch is a duplicate.
+    assert_eq!(
+        replica.check_gossip(&batch(vec![tx(1), tx(3), tx(1)])),
+        GossipVerdict::Accept
+    );
+    assert!(replica.mempool().contains(&tx(1).id()));
+    assert!(replica.mempool().contains(&tx(3).id()));
+    // Nothing new: ignored, not rejected.
+    assert_eq!(
+        replica.check_gossip(&batch(vec![tx(1), tx(3)])),
+        GossipVerdict::Ignore
+    );
+    // One forged transaction rejects the whole message; the good one is
+    // admitted all the same.
+    let mut forged = tx(4);
+    forged.signature.0[3] ^= 1;
+    let (verdict, results) = replica.check_gossip_txs(&[tx(2), forged.clone()]);
+    assert_eq!(verdict, GossipVerdict::Reject);
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    assert_eq!(results[1].as_ref().unwrap_err().code(), "bad_signature");
+    assert!(replica.mempool().contains(&tx(2).id()));
+    assert!(!replica.mempool().contains(&forged.id()));
+    // Empty or overlong batches are never sent by an honest node.
+    assert_eq!(replica.check_gossip(&batch(vec![])), GossipVerdict::Reject);
+    assert_eq!(
+        replica.check_gossip(&batch(vec![tx(5); TX_BATCH_MAX_TXS + 1])),
+        GossipVerdict::Reject
+    );
+    assert!(!replica.mempool().contains(&tx(5).id()));
+}
+
 /// Messages delayed at random (up to 400 ms against a 300 ms propose
 /// timeout): rounds fail, validators lock and blocks are proposed again by
 /// other proposers, on several seeds. Every replica keeps deciding the

@@ -303,8 +303,10 @@ async fn a_node_serves_its_metrics_over_http() {
 
 /// A member node that floods the consensus topic with garbage, oversize
 /// messages, votes for far-future heights (signed by a real validator, as
-/// a Byzantine one would) and votes by a non-validator neither crashes nor
-/// stalls the four validators.
+/// a Byzantine one would) and votes by a non-validator, and the
+/// transactions topic with garbage and bad batches (empty, overlong, a
+/// forged transaction among good ones), neither crashes nor stalls the
+/// four validators.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
     use symbiont_node::consensus::signed::Message;
@@ -382,6 +384,18 @@ async fn garbage_oversize_and_far_future_consensus_messages_stall_nobody() {
             for message in messages {
                 // Refused locally only when no peer is subscribed yet.
                 published += network.publish(Topic::Consensus, message).await.is_ok() as u32;
+            }
+            let good = support::authorize_operator(CHAIN, 1, 200);
+            let mut forged = support::authorize_operator(CHAIN, 2, 201);
+            forged.signature.0[3] ^= 1;
+            let batches = [
+                vec![0x02, 0, 0, 0, 0xff, 0xff],
+                codec::encode(&(NetMessage::Txs(vec![]), n)),
+                codec::encode(&(NetMessage::Txs(vec![good.clone(); 300]), n)),
+                codec::encode(&(NetMessage::Txs(vec![good, forged]), n)),
+            ];
+            for message in batches {
+                let _ = network.publish(Topic::Txs, message).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -25,14 +25,14 @@
 //!   only once the peer's identify information has arrived with our
 //!   protocol version: the remote admitted us too and runs our chain. A peer
 //!   announcing another protocol version is disconnected.
-//! - Gossip: gossipsub in strict signed mode, with application validation.
+//! - Gossip: gossipsub in anonymous mode (no origin, sequence number or
+//!   libp2p signature: payloads carry their own signatures, and only
+//!   members can connect; see docs/p2p.md), with application validation.
 //!   Nothing received is forwarded until the node calls
 //!   [`NetworkHandle::report_validation`]; the node must report every
-//!   [`NetworkEvent::Gossip`] it gets. Messages whose signed origin is not a
-//!   member are reported `Ignore` here and never reach the node (`Ignore`,
-//!   not `Reject`: the forwarder may still hold an older member list).
-//!   The message id is the blake3 hash of the payload, so equal payloads are
-//!   one message; republishing one is a success.
+//!   [`NetworkEvent::Gossip`] it gets. The message id is the blake3 hash of
+//!   the payload, so equal payloads are one message; republishing one is a
+//!   success.
 //! - Sync: request-response with [`SyncCodec`] (u32 big-endian length
 //!   prefix, checked against the maximum before allocating). Every inbound
 //!   request is either handed to the node, which must [`NetworkHandle::answer`]
@@ -174,8 +174,10 @@ impl Topic {
 }
 
 /// The identify protocol version of a chain: peers must announce this one.
+/// Version 2: anonymous gossip and transaction batches (a version-1 node
+/// would drop every unsigned message, so the two refuse each other).
 pub fn protocol_version(chain_id: &str) -> String {
-    format!("/symbiont/{chain_id}/1")
+    format!("/symbiont/{chain_id}/2")
 }
 
 /// The stream protocol of block sync on a chain.
@@ -204,11 +206,10 @@ pub enum NetworkEvent {
     /// The last connection to a peer that was [`NetworkEvent::PeerConnected`] closed.
     PeerDisconnected(PeerId),
     /// A gossip message from a member, not forwarded yet: report a verdict
-    /// with [`NetworkHandle::report_validation`].
+    /// with [`NetworkHandle::report_validation`]. Messages are anonymous:
+    /// who published it first is not known, only who sent it to us.
     Gossip {
         topic: Topic,
-        /// The signed origin of the message (a member).
-        source: PeerId,
         message_id: MessageId,
         /// The peer that sent it to us; pass it back with the verdict.
         propagation_source: PeerId,
@@ -367,8 +368,10 @@ impl NetworkHandle {
     }
 
     /// Replaces the allow-list. Removed members are disconnected and
-    /// blacklisted in gossipsub (their messages are dropped, even relayed
-    /// ones); new members are admitted (dialed if their address is known).
+    /// blacklisted in gossipsub; new members are admitted (dialed if their
+    /// address is known). Gossip is anonymous, so what a removed member
+    /// published through a member that has not removed it yet still
+    /// arrives, from that member, and is judged by its content.
     pub async fn set_members(&self, members: Vec<PeerId>) -> Result<(), NetworkError> {
         self.send(Command::SetMembers { members }).await
     }
