@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -36,6 +36,7 @@ use crate::client::{self, Client, Global, Refusal, connect, refused};
 use crate::common::{Row, table};
 use crate::output::outln;
 use crate::park::Park;
+use crate::units::now_ms;
 
 /// The options of `symbiont bench` (its help is in main.rs).
 #[derive(Args)]
@@ -92,13 +93,6 @@ struct Report {
     audit_ratio: f64,
     audit_blocks: u64,
     audit_txs: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Signatures verified per second on one core: one by one, and in
@@ -194,19 +188,7 @@ pub fn run(args: BenchArgs, global: &Global) -> Result<()> {
             report.verification_bound_tx_s
         )?;
     }
-    let dir = match &args.dir {
-        Some(dir) => {
-            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-                bail!("--dir {} is not empty", dir.display());
-            }
-            dir.clone()
-        }
-        None => std::env::temp_dir().join(format!(
-            "symbiont-bench-{}-{}",
-            std::process::id(),
-            now_ms()
-        )),
-    };
+    let dir = crate::park::run_dir(args.dir.as_deref(), "bench")?;
     let mut park = Park::create_testnet(&dir, report.validators)?;
     for i in 0..park.nodes.len() {
         park.start(i)?;

@@ -183,10 +183,7 @@ pub fn submit_batch(global: &Global, rows: Vec<Row>, what: &str) -> Result<()> {
 
 /// Wait until this machine's clock reads `ms` (used by --paced).
 pub async fn sleep_until_ms(ms: u64) {
-    let now: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::units::now_ms();
     if ms > now {
         tokio::time::sleep(Duration::from_millis(ms - now)).await;
     }

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -32,6 +32,7 @@ use crate::common::{Money, Row, table};
 use crate::output::outln;
 use crate::park::Park;
 use crate::units::format_quantity;
+use crate::units::now_ms;
 
 /// The park the demo runs: the example genesis (its keys are replaced).
 const GENESIS: &str = include_str!("../../deploy/genesis/kalundborg.toml");
@@ -188,35 +189,12 @@ impl Demo {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn key_of(path: &Path) -> Result<Keypair> {
     symbiont_node::keyfile::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
-    let dir = match &args.dir {
-        Some(dir) => {
-            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-                bail!("--dir {} is not empty", dir.display());
-            }
-            dir.clone()
-        }
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "symbiont-demo-{}-{}",
-                std::process::id(),
-                now_ms()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            dir
-        }
-    };
+    let dir = crate::park::run_dir(args.dir.as_deref(), "demo")?;
     let (days, day_ms) = if args.short { (6, 3_000) } else { (12, 3_000) };
     let mut park = Park::create(&dir, GENESIS, args.keep)?;
     let validators: Vec<usize> = (0..park.nodes.len())

@@ -38,6 +38,27 @@ pub struct Park {
 
 /// The `symbiont-node` binary: next to this executable (a cargo build
 /// puts both in target/<profile>/), else on the PATH.
+/// The directory for a park of `what` (demo, bench): `dir` if given (it
+/// must not exist or be empty), else a new one under the system's
+/// temporary directory.
+pub fn run_dir(dir: Option<&Path>, what: &str) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(dir) => {
+            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                bail!("--dir {} is not empty", dir.display());
+            }
+            dir.to_path_buf()
+        }
+        None => std::env::temp_dir().join(format!(
+            "symbiont-{what}-{}-{}",
+            std::process::id(),
+            crate::units::now_ms()
+        )),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 pub fn node_binary() -> Result<PathBuf> {
     let name = format!("symbiont-node{}", std::env::consts::EXE_SUFFIX);
     if let Some(dir) = std::env::current_exe()?.parent() {

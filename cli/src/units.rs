@@ -140,6 +140,14 @@ pub fn parse_percent_bp(text: &str) -> Result<u16> {
     }
 }
 
+/// This machine's clock, milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A point in time → milliseconds since the Unix epoch: `now`, `now+30s`
 /// (any duration of [`parse_duration_ms`]), `2026-12-01`,
 /// `2026-12-01T06:00:00Z` / `2026-12-01 06:00:00Z` (UTC), or `@MS`.

@@ -69,6 +69,8 @@ pub const SYNC_BATCH_BYTES: usize = 8 << 20;
 /// The largest gossip payload: a block of the largest size a network may
 /// set, with its proposal or certificate around it.
 pub const GOSSIP_MESSAGE_BYTES: u32 = symbiont_contracts::genesis::MAX_BLOCK_BYTES + (256 << 10);
+/// A peer ahead is asked for commits at most once per interval.
+pub const COMMIT_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// A height's commit is gossiped to peers behind at most once per interval.
 pub const COMMIT_GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
 /// Sled's cache.
@@ -256,7 +258,7 @@ struct Node {
     timer_seq: u64,
     height: watch::Sender<u64>,
     /// When we last asked each peer for commits.
-    asked: BTreeMap<PeerId, Instant>,
+    asked: Throttle<PeerId>,
     /// When we last gossiped each height's commit to peers behind.
     commits_gossiped: Throttle<u64>,
     /// Counts our gossip sends (from the start time, so a restarted
@@ -405,7 +407,7 @@ pub async fn start(
         timers: BTreeMap::new(),
         timer_seq: 0,
         height: height_tx,
-        asked: BTreeMap::new(),
+        asked: Throttle::new(COMMIT_REQUEST_INTERVAL),
         commits_gossiped: Throttle::new(COMMIT_GOSSIP_INTERVAL),
         send_number: now_ms() << 16,
         genesis_hash,
@@ -941,13 +943,7 @@ impl Node {
                 }
                 Action::RequestCommits { peer } => {
                     let peer_id = p2p::peer_id_of(&peer);
-                    let now = Instant::now();
-                    let recent = self
-                        .asked
-                        .get(&peer_id)
-                        .is_some_and(|at| now.duration_since(*at) < Duration::from_millis(500));
-                    if !recent {
-                        self.asked.insert(peer_id, now);
+                    if self.asked.allow(peer_id, Instant::now()) {
                         let from = self.replica.chain().next_height();
                         let request = codec::encode(&SyncRequest { from });
                         let _ = self.network.send_request(peer_id, request).await;
