@@ -459,6 +459,13 @@ impl State {
         }
     }
 
+    /// Whether `other` shares this state's base records (a copy made
+    /// since the last `flatten` of either): sharing is what makes copies
+    /// cheap.
+    pub fn shares_base_with(&self, other: &State) -> bool {
+        Arc::ptr_eq(&self.base, &other.base)
+    }
+
     /// Folds the changes into the base, so that copies of this state are
     /// cheap again. Copies the base first if another copy still shares it
     /// (correct, only slower).

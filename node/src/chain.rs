@@ -62,6 +62,13 @@ pub struct Executed {
     state: State,
 }
 
+impl Executed {
+    /// The state after the block.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tip {
     pub height: Height,

@@ -161,3 +161,17 @@ fn valid_v_refuses_what_does_not_match() {
     let decided = alice.execute_decided(&block2, &[]).unwrap();
     assert_eq!(decided.outcome.app_hash, block2.header.app_hash);
 }
+
+/// Executing a block copies none of the state: the executed state shares
+/// the tip's records (once every block copied them all, so a block's cost
+/// grew with the ledger), and so does the next height's after the commit.
+#[test]
+fn executing_a_block_shares_the_tips_records() {
+    let mut alice = chain();
+    let t1 = GENESIS_TIME_MS + 1000;
+    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1)], None);
+    assert!(executed.state().shares_base_with(alice.state()));
+    alice.commit(&block1, executed).unwrap();
+    let (_, next) = propose(&alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
+    assert!(next.state().shares_base_with(alice.state()));
+}
