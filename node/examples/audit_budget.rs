@@ -36,7 +36,7 @@ use symbiont_contracts::genesis::Genesis;
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::{PublicKey, Signature};
 use symbiont_contracts::tx::TxError;
-use symbiont_node::audit::batch_verdicts;
+use symbiont_node::audit::{KeyCache, batch_verdicts};
 use symbiont_node::block::{Block, block_evidence};
 use symbiont_node::export::{ExportReader, Frame};
 
@@ -116,6 +116,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signatures: usize = decoded.iter().map(|(block, ..)| block.txs.len()).sum();
 
     let batch_time = best(rounds, wanted("batch"), || {
+        let mut cache = KeyCache::default();
         let started = Instant::now();
         for (block, _, _, messages) in &decoded {
             let items: Vec<(&[u8], PublicKey, Signature)> = block
@@ -124,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .zip(messages)
                 .map(|(tx, message)| (message.as_slice(), tx.signer, tx.signature))
                 .collect();
-            let verdicts = batch_verdicts(&items);
+            let verdicts = batch_verdicts(&items, &mut cache);
             assert!(verdicts.iter().all(|ok| *ok), "a bad signature");
         }
         started.elapsed()
