@@ -8,6 +8,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "symbiont/v1/common.proto",
         "symbiont/v1/node.proto",
         "symbiont/v1/query.proto",
         "symbiont/v1/stream.proto",

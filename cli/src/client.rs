@@ -1,13 +1,13 @@
 //! Talking to a node over gRPC: connect, refusals, and submitting a signed
 //! transaction until it is committed.
 //!
-//! Nonces. No call of the API tells a signer's next nonce, so [`submit`]
-//! starts at 1 and lets the node correct it: a `bad_nonce` refusal says
-//! "... is used already: the next is N" (docs/api.md), and the transaction
-//! is signed again with N; a `nonce_taken` refusal (another transaction of
-//! the key with that nonce is waiting in the mempool) moves on to the
-//! following nonce. A fresh key thus costs one call, a used one two, plus
-//! one per transaction of the key still waiting.
+//! Nonces. [`submit_all`] asks the node for the signer's next free nonce
+//! (Query.GetSigner: the committed next nonce, past the key's transactions
+//! waiting in that node's mempool) and signs from there. Races are
+//! corrected from the refusals: a `bad_nonce` refusal says "... is used
+//! already: the next is N" (docs/api.md), and the transaction is signed
+//! again with N; a `nonce_taken` refusal (another transaction of the key
+//! with that nonce waits in the mempool) moves on to the following nonce.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use symbiont_contracts::tx::{SignedTx, TxBody, TxKind};
 use symbiont_proto::v1::node_client::NodeClient;
 use symbiont_proto::v1::query_client::QueryClient;
 use symbiont_proto::v1::stream_client::StreamClient;
-use symbiont_proto::v1::{GetTxRequest, StatusRequest, SubmitTxRequest, TxState};
+use symbiont_proto::v1::{GetSignerRequest, GetTxRequest, StatusRequest, SubmitTxRequest, TxState};
 use tonic::transport::{Channel, Endpoint};
 
 /// How long to wait for a node to accept the connection.
@@ -353,9 +353,17 @@ pub async fn submit_all(
         .map_err(refused)?
         .into_inner();
     let chain_id = status.chain_id;
+    let signer = client
+        .query
+        .get_signer(GetSignerRequest {
+            public_key: key.public().0.to_vec(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
     let mut outcomes: Vec<Option<Outcome>> = rows.iter().map(|_| None).collect();
     let mut in_flight = std::collections::VecDeque::<InFlight>::new();
-    let mut nonce = 1u64;
+    let mut nonce = signer.next_free_nonce.max(1);
     for (
         row,
         crate::common::Row {

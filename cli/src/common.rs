@@ -32,25 +32,23 @@ pub fn parse_account(text: &str) -> Result<Account> {
     }
 }
 
-/// The query API's account as people read it ("firm-0", "pool:<hex>").
+/// The API's account as people read it ("firm-0", "pool:<hex>").
 pub fn account_text(account: &Option<pb::Account>) -> String {
-    match account {
-        Some(a) if !a.pool.is_empty() => format!("pool:{}", hex::encode(&a.pool)),
-        Some(a) => a.firm.clone(),
+    use pb::account::Account as Holder;
+    match account.as_ref().and_then(|a| a.account.as_ref()) {
+        Some(Holder::Firm(firm)) => firm.clone(),
+        Some(Holder::Pool(pool)) => format!("pool:{}", hex::encode(pool)),
         None => "-".to_string(),
     }
 }
 
 pub fn pb_account(account: &Account) -> pb::Account {
-    match account {
-        Account::Firm(firm) => pb::Account {
-            firm: firm.clone(),
-            pool: Vec::new(),
-        },
-        Account::Pool(pool) => pb::Account {
-            firm: String::new(),
-            pool: pool.0.to_vec(),
-        },
+    let holder = match account {
+        Account::Firm(firm) => pb::account::Account::Firm(firm.clone()),
+        Account::Pool(pool) => pb::account::Account::Pool(pool.0.to_vec()),
+    };
+    pb::Account {
+        account: Some(holder),
     }
 }
 

@@ -673,7 +673,7 @@ async fn audit_ledger(demo: &Demo, park: &Park) -> Result<()> {
         let network = answer
             .balances
             .iter()
-            .find(|b| b.account.as_ref().is_some_and(|a| a.firm == name))
+            .find(|b| crate::common::account_text(&b.account) == name)
             .map_or(0, |b| b.balance);
         if firm["balance"].as_i64() != Some(network) {
             bail!(

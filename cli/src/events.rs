@@ -5,11 +5,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
-use symbiont_proto::v1::ledger_account::Account;
 use symbiont_proto::v1::ledger_event::Event;
-use symbiont_proto::v1::{Currency, LedgerAccount, LedgerEvent, StreamEventsRequest};
+use symbiont_proto::v1::{Currency, LedgerEvent, StreamEventsRequest};
 
 use crate::client::{self, Global, connect, refused};
+use crate::common::account_text;
 use crate::market::currency;
 use crate::output::outln;
 use crate::status::key_text;
@@ -76,14 +76,6 @@ async fn follow(args: &EventsArgs, global: &Global) -> Result<()> {
     Ok(())
 }
 
-fn account(account: &Option<LedgerAccount>) -> String {
-    match account.as_ref().and_then(|a| a.account.as_ref()) {
-        Some(Account::Firm(firm)) => firm.clone(),
-        Some(Account::Pool(pool)) => format!("pool:{}", hex::encode(pool)),
-        None => "-".to_string(),
-    }
-}
-
 /// The event's name and its fields, rendered (money in the currency,
 /// quantities in thousandths are shown as units without a symbol: events
 /// do not carry the kind's unit).
@@ -135,8 +127,8 @@ fn fields(event: &LedgerEvent, currency: &Currency) -> (&'static str, Vec<(&'sta
         Some(Event::PaymentAcknowledged(p)) => (
             "payment_acknowledged",
             vec![
-                ("payer", json!(account(&p.payer))),
-                ("payee", json!(account(&p.payee))),
+                ("payer", json!(account_text(&p.payer))),
+                ("payee", json!(account_text(&p.payee))),
                 ("amount", money(p.amount)),
             ],
         ),

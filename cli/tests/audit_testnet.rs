@@ -203,7 +203,10 @@ async fn query(
         .unwrap()
         .into_inner();
     assert!(answer.next_page_token.is_empty());
-    let firm = |a: &Option<pb::Account>| a.as_ref().unwrap().firm.clone();
+    let firm = |a: &Option<pb::Account>| match a.as_ref().and_then(|a| a.account.as_ref()) {
+        Some(pb::account::Account::Firm(firm)) => firm.clone(),
+        other => panic!("not a firm: {other:?}"),
+    };
     let balances = answer
         .balances
         .iter()

@@ -85,6 +85,12 @@ client --timeout 90 record-delivery --key "$work/meter.pem" \
   --contract "$(printf '07%.0s' $(seq 32))" --period 0 --quantity 12500 \
   --expect-error unknown_contract
 
+echo "== the meter's second transaction takes nonce 2 from Query/GetSigner"
+client --timeout 90 record-delivery --key "$work/meter.pem" \
+  --contract "$(printf '07%.0s' $(seq 32))" --period 1 --quantity 1 \
+  --expect-error unknown_contract | tee "$work/second.out"
+grep -q "(nonce 2)" "$work/second.out" || { echo "ci.sh: the second transaction did not get nonce 2" >&2; exit 1; }
+
 echo "== events of firm-0 from height 1"
 client --timeout 30 events --from-height 1 --limit 2 --firm firm-0
 

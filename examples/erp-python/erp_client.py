@@ -20,7 +20,14 @@ sys.path.insert(0, os.path.join(HERE, "generated"))
 
 try:
     import grpc
-    from symbiont.v1 import node_pb2, node_pb2_grpc, stream_pb2, stream_pb2_grpc
+    from symbiont.v1 import (
+        node_pb2,
+        node_pb2_grpc,
+        query_pb2,
+        query_pb2_grpc,
+        stream_pb2,
+        stream_pb2_grpc,
+    )
 except ImportError as e:  # pragma: no cover
     sys.exit(f"cannot import the gRPC stubs ({e}): run ./generate.sh first")
 
@@ -47,11 +54,19 @@ def code_of(err: grpc.RpcError) -> str:
 
 def submit(ch, key, kind: bytes, nonce: int | None) -> tuple[bytes, int]:
     """Signs `kind` with `key` and submits it. Without an explicit nonce it
-    starts at 1 and, on bad_nonce, takes the next one the node names (the
-    API has no call that returns a signer's next nonce)."""
+    asks the node for the key's next free nonce (Query/GetSigner) and, if
+    another transaction took it meanwhile (bad_nonce), takes the next one
+    the refusal names."""
     node = node_pb2_grpc.NodeStub(ch)
     chain_id = node.Status(node_pb2.StatusRequest(), timeout=10).chain_id
-    n = nonce if nonce is not None else 1
+    if nonce is None:
+        query = query_pb2_grpc.QueryStub(ch)
+        signer = query.GetSigner(
+            query_pb2.GetSignerRequest(public_key=tx.public_bytes(key)), timeout=10
+        )
+        n = signer.next_free_nonce
+    else:
+        n = nonce
     for _ in range(3):
         signed, txid = tx.sign_tx(key, chain_id, n, kind)
         try:

@@ -8,6 +8,7 @@ rm -rf generated
 mkdir -p generated
 "$PYTHON" -m grpc_tools.protoc -I ../../proto \
   --python_out=generated --grpc_python_out=generated \
+  ../../proto/symbiont/v1/common.proto \
   ../../proto/symbiont/v1/node.proto \
   ../../proto/symbiont/v1/stream.proto \
   ../../proto/symbiont/v1/query.proto

@@ -113,7 +113,7 @@ pub struct Mempool {
 }
 
 /// The nonce a signer's next transaction must carry.
-fn next_nonce(state: &State, signer: &PublicKey) -> u64 {
+pub fn next_nonce(state: &State, signer: &PublicKey) -> u64 {
     let last: Option<u64> = state.get(&Key::Nonce(*signer));
     last.map_or(1, |n| n.saturating_add(1))
 }
@@ -149,6 +149,23 @@ impl Mempool {
     /// Admitted, so its signature was verified (strictly) here.
     pub fn get(&self, id: &Hash) -> Option<&SignedTx> {
         self.by_id.get(id).map(|e| &e.tx)
+    }
+
+    /// How many of `signer`'s transactions wait here, and the first nonce
+    /// from the state's next one that none of them holds: what the
+    /// signer's next transaction submitted here should carry.
+    pub fn signer_nonces(&self, state: &State, signer: &PublicKey) -> (usize, u64) {
+        let mut free = next_nonce(state, signer);
+        let Some(waiting) = self.by_signer.get(signer) else {
+            return (0, free);
+        };
+        for nonce in waiting.range(free..).map(|(nonce, _)| *nonce) {
+            if nonce != free {
+                break;
+            }
+            free = free.saturating_add(1);
+        }
+        (waiting.len(), free)
     }
 
     /// Checks `tx` against `state` and keeps it. Its id on success; on

@@ -300,3 +300,38 @@ fn admission_checks_run_in_the_documented_order() {
     let code = outcome.results[0].1.as_ref().unwrap_err().code();
     assert_eq!(code, "bad_nonce");
 }
+
+/// What GetSigner answers: the signer's waiting transactions and the first
+/// nonce from the state's next one that none of them holds; a gap stops
+/// the run, and a committed block moves the start.
+#[test]
+fn signer_nonces_give_the_first_free_nonce_after_the_committed_one() {
+    let mut state = state();
+    let mut pool = pool(MempoolConfig::default());
+    let alpha = key(1).public();
+    assert_eq!(pool.signer_nonces(&state, &alpha), (0, 1));
+    for nonce in [1, 2, 4] {
+        pool.admit(tx(1, nonce, 0), &state).unwrap();
+    }
+    // 3 is free: 4 waits behind the gap.
+    assert_eq!(pool.signer_nonces(&state, &alpha), (3, 3));
+    pool.admit(tx(1, 3, 0), &state).unwrap();
+    assert_eq!(pool.signer_nonces(&state, &alpha), (4, 5));
+    // Another signer is not counted.
+    assert_eq!(pool.signer_nonces(&state, &key(2).public()), (0, 1));
+    // Nonces 1 and 2 committed: the start moves to 3.
+    let in_block = vec![tx(1, 1, 0), tx(1, 2, 0)];
+    let outcome = execute_block(
+        &mut state,
+        &BlockInfo {
+            height: 1,
+            time_ms: GENESIS_TIME_MS + 1,
+        },
+        &in_block,
+    )
+    .unwrap();
+    let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
+    pool.update(&committed, &state);
+    assert_eq!(pool.signer_nonces(&state, &alpha), (2, 5));
+    assert_eq!(symbiont_node::mempool::next_nonce(&state, &alpha), 3);
+}

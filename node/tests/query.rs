@@ -171,8 +171,7 @@ fn code_of(status: &tonic::Status) -> (Code, String) {
 
 fn firm(name: &str) -> Option<pb::Account> {
     Some(pb::Account {
-        firm: name.into(),
-        pool: Vec::new(),
+        account: Some(pb::account::Account::Firm(name.into())),
     })
 }
 
@@ -740,15 +739,12 @@ async fn queries_answer_the_state_exactly() {
             .await
             .unwrap()
             .into_inner();
-        let balances: Vec<(String, i64)> = all
+        let balances: Vec<(Option<pb::Account>, i64)> = all
             .balances
             .iter()
-            .map(|b| (b.account.as_ref().unwrap().firm.clone(), b.balance))
+            .map(|b| (b.account.clone(), b.balance))
             .collect();
-        assert_eq!(
-            balances,
-            [("a".to_string(), 855_000), ("b".to_string(), -855_000)]
-        );
+        assert_eq!(balances, [(firm("a"), 855_000), (firm("b"), -855_000)]);
         assert_eq!(all.obligations.len(), 1);
         let o = &all.obligations[0];
         assert_eq!(
@@ -1005,10 +1001,7 @@ async fn queries_answer_the_state_exactly() {
         );
         let e = q
             .balances(pb::BalancesRequest {
-                account: Some(pb::Account {
-                    firm: "a".into(),
-                    pool: pool.0.to_vec(),
-                }),
+                account: Some(pb::Account { account: None }),
                 ..Default::default()
             })
             .await
@@ -1017,6 +1010,67 @@ async fn queries_answer_the_state_exactly() {
             code_of(&e),
             (Code::InvalidArgument, "invalid_argument".into())
         );
+        // GetSigner: standing and nonces, the mempool counted.
+        let signer = |key: &[u8]| pb::GetSignerRequest {
+            public_key: key.to_vec(),
+        };
+        let admin_a = q
+            .get_signer(signer(&key(1).public().0))
+            .await
+            .unwrap()
+            .into_inner();
+        let used = s.nonces[&1];
+        assert!(admin_a.authorized);
+        assert_eq!(
+            (admin_a.firm.as_str(), admin_a.role.as_str()),
+            ("a", "admin")
+        );
+        assert_eq!(
+            (admin_a.next_nonce, admin_a.pending, admin_a.next_free_nonce),
+            (used + 1, 0, used + 1)
+        );
+        // A transaction behind a gap waits: it is counted, and the gap is
+        // the free nonce.
+        let ahead = SignedTx::sign(
+            TxBody {
+                chain_id: CHAIN.into(),
+                nonce: used + 2,
+                kind: TxKind::Withdraw {
+                    listing: Hash([0; 32]),
+                },
+            },
+            &key(1),
+        );
+        node.submit(ahead).await.unwrap().unwrap();
+        let admin_a = q
+            .get_signer(signer(&key(1).public().0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (admin_a.next_nonce, admin_a.pending, admin_a.next_free_nonce),
+            (used + 1, 1, used + 1)
+        );
+        let meter_b = q
+            .get_signer(signer(&key(52).public().0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(meter_b.authorized);
+        assert_eq!(
+            (meter_b.firm.as_str(), meter_b.role.as_str()),
+            ("b", "meter")
+        );
+        let stranger = q
+            .get_signer(signer(&key(99).public().0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!stranger.authorized);
+        assert_eq!((stranger.firm.as_str(), stranger.role.as_str()), ("", ""));
+        assert_eq!((stranger.next_nonce, stranger.next_free_nonce), (1, 1));
+        let e = q.get_signer(signer(&[7; 31])).await.unwrap_err();
+        assert_eq!(code_of(&e), (Code::InvalidArgument, "malformed".into()));
         let _ = (req1, req2);
     };
     tokio::time::timeout(Duration::from_secs(50), run)

@@ -2,8 +2,9 @@
 //! process: the Blocks stream equals storage, a client that resumes from
 //! its last height + 1 misses nothing and sees nothing twice, the Events
 //! stream reports real transactions with their result codes, a client that
-//! never reads is cut off while the node keeps committing, and stopping
-//! the node ends open streams.
+//! never reads is cut off while the node keeps committing (in the
+//! producer, and through a real connection with a bounded window), and
+//! stopping the node ends open streams.
 
 mod support;
 
@@ -427,6 +428,89 @@ async fn a_client_that_never_reads_is_cut_off() {
     let status = source.recv().await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(source.recv().await.is_none());
+}
+
+/// The same through a real gRPC connection: a client that opens a Blocks
+/// stream and stops reading holds at most its HTTP/2 window plus the
+/// stream's buffer; after SLOW_CLIENT_TIMEOUT it is cut off with
+/// RESOURCE_EXHAUSTED, having been sent a gap-free prefix, while other
+/// clients are served; it resumes from its last height + 1.
+#[tokio::test]
+async fn a_real_client_that_stops_reading_is_cut_off_and_resumes() {
+    use symbiont_node::rpc::stream::SLOW_CLIENT_TIMEOUT;
+    use symbiont_proto::prost::Message;
+    use tonic::transport::Endpoint;
+    // The window the client grants: small and explicit, so what the
+    // transport may hold does not depend on library defaults.
+    const WINDOW: u32 = 64 * 1024;
+    // Enough blocks that window and buffer cannot hold them all.
+    const HEIGHT: u64 = 400;
+    let node = start_node().await;
+    let run = async {
+        node.wait_for_height(HEIGHT).await;
+        let channel = Endpoint::from_shared(format!("http://{}", node.grpc))
+            .unwrap()
+            .initial_stream_window_size(WINDOW)
+            .initial_connection_window_size(WINDOW)
+            .connect()
+            .await
+            .unwrap();
+        let mut slow = StreamClient::new(channel)
+            .blocks(pb::StreamBlocksRequest { from_height: 1 })
+            .await
+            .unwrap()
+            .into_inner();
+        // Another client on its own connection is served meanwhile.
+        let mut other = node
+            .client()
+            .await
+            .blocks(pb::StreamBlocksRequest { from_height: 1 })
+            .await
+            .unwrap()
+            .into_inner();
+        let served = blocks_until(&mut other, HEIGHT).await;
+        assert_eq!(served.len() as u64, HEIGHT);
+        tokio::time::sleep(SLOW_CLIENT_TIMEOUT + Duration::from_secs(3)).await;
+        let tip = *node.handle.height.borrow();
+        // Now read what was held: heights 1..=k in order, then the status.
+        let mut received = Vec::new();
+        let status = loop {
+            match slow.message().await {
+                Ok(Some(block)) => received.push(block),
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        let heights: Vec<u64> = received.iter().map(|b| b.height).collect();
+        let k = heights.len() as u64;
+        assert_eq!(heights, (1..=k).collect::<Vec<_>>(), "a gap-free prefix");
+        assert!(k < tip, "cut off before the tip {tip}: held {k}");
+        // Bounded: the stream's buffer (and the message the producer
+        // held), the window the client granted, and what the server's
+        // encoder hands HTTP/2 at once (tonic yields a chunk at 32 KiB,
+        // plus the message that crossed it). Each message is framed in 5
+        // bytes.
+        let largest = received.iter().map(|b| b.encoded_len() + 5).max().unwrap();
+        let bytes: usize = received.iter().map(|b| b.encoded_len() + 5).sum();
+        let bound = (STREAM_BUFFER + 2) * largest + WINDOW as usize + 32 * 1024 + largest;
+        assert!(bytes <= bound, "{bytes} bytes held, bound {bound}");
+        // Resumed from k + 1: the next block, equal to the other client's.
+        let mut resumed = node
+            .client()
+            .await
+            .blocks(pb::StreamBlocksRequest { from_height: k + 1 })
+            .await
+            .unwrap()
+            .into_inner();
+        let next = resumed.message().await.unwrap().unwrap();
+        assert_eq!(&next, &served[k as usize]);
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("within 120 s");
+    let (storage, _dir) = node.stop().await;
+    storage.close().unwrap();
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! The Symbiont gRPC API, package `symbiont.v1`: the generated messages,
-//! the `Node` and `Stream` clients and servers, and the encoded descriptor set for server
-//! reflection.
+//! the `Node`, `Query` and `Stream` clients and servers, and the encoded
+//! descriptor set for server reflection. `prost` is re-exported for
+//! `Message` (encoding, `encoded_len`).
+
+pub use prost;
 
 pub mod v1 {
     tonic::include_proto!("symbiont.v1");

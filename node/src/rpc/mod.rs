@@ -155,6 +155,18 @@ pub fn admit_error_status(error: &AdmitError) -> Status {
     refusal(code, error.code(), error)
 }
 
+/// A ledger account (a firm or a pool) as the API gives it.
+pub(crate) fn account_pb(account: &symbiont_contracts::kinds::Account) -> pb::Account {
+    use symbiont_contracts::kinds::Account;
+    let holder = match account {
+        Account::Firm(id) => pb::account::Account::Firm(id.clone()),
+        Account::Pool(id) => pb::account::Account::Pool(id.0.to_vec()),
+    };
+    pb::Account {
+        account: Some(holder),
+    }
+}
+
 pub(crate) fn hash_field(bytes: &[u8], what: &str) -> Result<Hash, Status> {
     let array: [u8; 32] = bytes.try_into().map_err(|_| {
         refusal(

@@ -24,7 +24,8 @@ use symbiont_proto::v1 as pb;
 use symbiont_proto::v1::query_server::Query;
 use tonic::{Code, Request, Response, Status};
 
-use super::{hash_field, refusal, unavailable};
+use super::{account_pb, hash_field, refusal, unavailable};
+use crate::mempool;
 use crate::service::ServiceHandle;
 
 /// Items per page when the request says 0.
@@ -202,24 +203,12 @@ impl Contracts {
     }
 }
 
-fn account_pb(account: &Account) -> pb::Account {
-    match account {
-        Account::Firm(firm) => pb::Account {
-            firm: firm.clone(),
-            pool: Vec::new(),
-        },
-        Account::Pool(pool) => pb::Account {
-            firm: String::new(),
-            pool: pool.0.to_vec(),
-        },
-    }
-}
-
 fn account_arg(account: &pb::Account) -> Result<Account, Status> {
-    match (account.firm.is_empty(), account.pool.is_empty()) {
-        (false, true) => Ok(Account::Firm(account.firm.clone())),
-        (true, false) => Ok(Account::Pool(hash_field(&account.pool, "account.pool")?)),
-        _ => Err(invalid("account: set exactly one of firm and pool")),
+    use pb::account::Account as Holder;
+    match &account.account {
+        Some(Holder::Firm(firm)) if !firm.is_empty() => Ok(Account::Firm(firm.clone())),
+        Some(Holder::Pool(pool)) => Ok(Account::Pool(hash_field(pool, "account.pool")?)),
+        _ => Err(invalid("account: set a firm id or a pool id")),
     }
 }
 
@@ -966,6 +955,34 @@ impl Query for QueryApi {
             })
         })
         .await
+    }
+
+    async fn get_signer(
+        &self,
+        request: Request<pb::GetSignerRequest>,
+    ) -> Answer<pb::GetSignerResponse> {
+        let key = PublicKey(hash_field(&request.into_inner().public_key, "public_key")?.0);
+        let answer = self
+            .node
+            .read(move |replica| {
+                let state = replica.chain().state();
+                let (pending, next_free_nonce) = replica.mempool().signer_nonces(state, &key);
+                let actor = exec::actor_of(state, &key).ok();
+                pb::GetSignerResponse {
+                    height: height(state),
+                    authorized: actor.is_some(),
+                    firm: actor.as_ref().map(|a| a.firm.clone()).unwrap_or_default(),
+                    role: actor
+                        .map(|a| role_name(a.role).to_string())
+                        .unwrap_or_default(),
+                    next_nonce: mempool::next_nonce(state, &key),
+                    pending: u32::try_from(pending).unwrap_or(u32::MAX),
+                    next_free_nonce,
+                }
+            })
+            .await
+            .ok_or_else(unavailable)?;
+        Ok(Response::new(answer))
     }
 
     async fn avoided_co2(

@@ -249,16 +249,6 @@ fn tx_message(tx: TxEvent, code: String) -> pb::EventTx {
     }
 }
 
-fn account(account: symbiont_contracts::kinds::Account) -> pb::LedgerAccount {
-    use symbiont_contracts::kinds::Account;
-    pb::LedgerAccount {
-        account: Some(match account {
-            Account::Firm(id) => pb::ledger_account::Account::Firm(id),
-            Account::Pool(id) => pb::ledger_account::Account::Pool(id.0.to_vec()),
-        }),
-    }
-}
-
 /// The protobuf message of a stored event.
 pub fn ledger_event(height: u64, index: u32, time_ms: u64, event: Event) -> pb::LedgerEvent {
     use pb::ledger_event::Event as E;
@@ -339,8 +329,8 @@ pub fn ledger_event(height: u64, index: u32, time_ms: u64, event: Event) -> pb::
             payee,
             amount,
         } => E::PaymentAcknowledged(pb::PaymentAcknowledged {
-            payer: Some(account(payer)),
-            payee: Some(account(payee)),
+            payer: Some(super::account_pb(&payer)),
+            payee: Some(super::account_pb(&payee)),
             amount,
         }),
         EventKind::PoolSplit {
