@@ -444,6 +444,34 @@ fn damaged_data_is_a_typed_error() {
     assert_damaged_at(error, "m:format");
 }
 
+/// A lock held for a moment (as a child between fork and exec holds a
+/// copy of the lock's descriptor) is waited for, not answered `Locked`.
+/// The old open tried once: this failed with `Locked` at once, and under
+/// load the model test met it after a close when another test spawned a
+/// child.
+#[test]
+fn open_waits_for_a_lock_held_for_a_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    Storage::open(dir.path(), genesis_hash(), CACHE_BYTES)
+        .unwrap()
+        .close()
+        .unwrap();
+    let holder = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join(layout::LOCK_FILE))
+        .unwrap();
+    holder.try_lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(holder);
+    });
+    let started = Instant::now();
+    let storage = Storage::open(dir.path(), genesis_hash(), CACHE_BYTES).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    release.join().unwrap();
+    storage.close().unwrap();
+}
+
 #[test]
 fn second_open_in_this_process_is_locked() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,7 +37,9 @@
 //!   height below the tip (that would read every block at every start).
 //! - A second open of a data dir (by another process or by this one) is
 //!   [`StorageError::Locked`]: we take an exclusive `flock` on
-//!   [`layout::LOCK_FILE`] before opening sled. sled 0.34 locks its own `db`
+//!   [`layout::LOCK_FILE`] before opening sled, waiting up to
+//!   [`LOCK_WAIT_MS`] for it (a just-forked child can hold a copy of the
+//!   descriptor for a moment). sled 0.34 locks its own `db`
 //!   file too, but reports a failure only as `Error::Io` of kind `Other`
 //!   with the text "could not acquire lock on ..."; that text is also
 //!   mapped to `Locked`, as a second line.
@@ -62,7 +64,7 @@
 //!   I/O threads can keep the file (and its flock) for a moment after the
 //!   Db is dropped, and a reopen in that moment failed with sled's lock
 //!   error (seen in our tests). For the same reason open retries sled's lock
-//!   error for up to [`SLED_LOCK_WAIT_MS`] once it holds our own lock.
+//!   error for up to [`LOCK_WAIT_MS`] once it holds our own lock.
 //!   Dropping a `Storage` without `close` also flushes (sled does on drop),
 //!   but cannot report an error and does not wait.
 
@@ -175,10 +177,10 @@ pub enum StorageError {
     },
 }
 
-/// How long open waits for sled's own lock, and close for its release, once
-/// our lock file is held (see the module doc).
-pub const SLED_LOCK_WAIT_MS: u64 = 2_000;
-const SLED_LOCK_POLL_MS: u64 = 5;
+/// How long open waits for our lock file and then for sled's own lock, and
+/// close for sled's release (see the module doc).
+pub const LOCK_WAIT_MS: u64 = 2_000;
+const LOCK_POLL_MS: u64 = 5;
 
 /// State records: canonical key bytes -> record bytes.
 type Records = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -230,14 +232,25 @@ impl Storage {
             .write(true)
             .open(dir.join(layout::LOCK_FILE))
             .map_err(|e| io_error("opening the lock file", e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StorageError::Locked {
-                    dir: dir.to_path_buf(),
-                });
+        // Retried for a bounded time, not only tried once: a process that
+        // spawns a child holds, in the child between fork and exec, a copy
+        // of every descriptor, our lock's too, so a close and reopen in one
+        // process can find the lock held for that moment (seen under load
+        // in the storage tests, which spawn children).
+        let deadline = Instant::now() + Duration::from_millis(LOCK_WAIT_MS);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StorageError::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_error("locking the lock file", e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io_error("locking the lock file", e)),
         }
         let db = open_sled(dir, cache_capacity_bytes)?;
         let tree = db
@@ -421,7 +434,7 @@ impl Storage {
         Ok(())
     }
 
-    /// Flushes, drops the Db, waits (up to [`SLED_LOCK_WAIT_MS`]) until
+    /// Flushes, drops the Db, waits (up to [`LOCK_WAIT_MS`]) until
     /// sled has let go of its files, then releases the lock.
     pub fn close(self) -> Result<(), StorageError> {
         self.flush()?;
@@ -840,13 +853,13 @@ fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StorageE
     let config = sled::Config::new()
         .path(dir.join(layout::SLED_DIR))
         .cache_capacity(cache_capacity_bytes);
-    let deadline = Instant::now() + Duration::from_millis(SLED_LOCK_WAIT_MS);
+    let deadline = Instant::now() + Duration::from_millis(LOCK_WAIT_MS);
     loop {
         match config.open() {
             Ok(db) => return Ok(db),
             Err(e) => match sled_error(dir, "opening sled", e) {
                 StorageError::Locked { .. } if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(SLED_LOCK_POLL_MS));
+                    std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
                 }
                 error => return Err(error),
             },
@@ -864,19 +877,19 @@ fn wait_for_sled_release(dir: &Path) -> Result<(), StorageError> {
         source,
     };
     let file = File::open(&path).map_err(io_error)?;
-    let deadline = Instant::now() + Duration::from_millis(SLED_LOCK_WAIT_MS);
+    let deadline = Instant::now() + Duration::from_millis(LOCK_WAIT_MS);
     loop {
         match file.try_lock() {
             // Dropping the file releases the lock.
             Ok(()) => return Ok(()),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(SLED_LOCK_POLL_MS));
+                std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(io_error(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "sled still holds {} after {SLED_LOCK_WAIT_MS} ms",
+                        "sled still holds {} after {LOCK_WAIT_MS} ms",
                         path.display()
                     ),
                 )));
