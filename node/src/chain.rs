@@ -341,6 +341,33 @@ impl Chain {
         self.execute_to_header(block, checks, Validity::Valid)
     }
 
+    /// Executes a block decided elsewhere whose certificate was verified:
+    /// more than 2/3 of the voting power precommitted it, so an honest
+    /// validator executed it with every signature verified strictly and got
+    /// the header's app hash. It is therefore first executed taking each
+    /// signature as valid (size and chain id still checked): when that
+    /// gives the header's app hash, its writes are the ones strict
+    /// verification gives, since the app hash commits to them. Otherwise
+    /// (the block holds a transaction whose signature the network refused,
+    /// recorded as its failure, or the block is bad) the signatures are
+    /// checked, `strict()`, and the block is executed again. A replica catching up thus verifies no
+    /// signature of an honest network's blocks.
+    pub fn execute_certified(
+        &self,
+        block: &Block,
+        strict: impl FnOnce() -> Vec<Result<(), TxError>>,
+    ) -> Result<Executed, InvalidBlock> {
+        let envelopes: Vec<Result<(), TxError>> = block
+            .txs
+            .iter()
+            .map(|tx| tx.check_envelope(&self.chain_id))
+            .collect();
+        // Any failure is judged again with strict verdicts: it is the
+        // answer then, whatever the first execution met.
+        self.execute_decided(block, &envelopes)
+            .or_else(|_| self.execute_decided(block, &strict()))
+    }
+
     /// Executes `block`, which must give the app hash of its header.
     fn execute_to_header(
         &self,

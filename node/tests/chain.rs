@@ -175,3 +175,57 @@ fn executing_a_block_shares_the_tips_records() {
     let (_, next) = propose(&alice, 12, t1 + 1000, vec![], Some(certificate(&block1, 0)));
     assert!(next.state().shares_base_with(alice.state()));
 }
+
+/// A certified block is executed taking its signatures as valid, and
+/// verified strictly only when that misses the header's app hash: an
+/// honest network's block needs no signature check (the strict closure
+/// is never called), and a block holding a transaction whose signature
+/// the network refused (a Byzantine proposer's, recorded as failed) still
+/// gives the network's outcome.
+#[test]
+fn certified_blocks_verify_signatures_only_when_the_app_hash_asks() {
+    let (mut alice, bob) = (chain(), chain());
+    let t1 = GENESIS_TIME_MS + 1000;
+    let (block1, executed) = propose(&alice, 11, t1, vec![tx(1), tx(2)], None);
+    let certified = bob
+        .execute_certified(&block1, || panic!("an honest block needs no strict check"))
+        .unwrap();
+    assert_eq!(certified.outcome, executed.outcome);
+    alice.commit(&block1, executed).unwrap();
+    let mut bob = bob;
+    bob.commit(&block1, certified).unwrap();
+
+    // Height 2: nonce 3's signature is broken; the proposer's strict
+    // verdict makes it fail, and the block records that.
+    let mut forged = tx(3);
+    forged.signature = tx(4).signature;
+    let txs = vec![forged, tx(4)];
+    let strict: Vec<_> = txs.iter().map(|t| t.verify(CHAIN)).collect();
+    assert!(strict[0].is_err());
+    let (block2, executed) = alice
+        .propose(
+            key(12).public(),
+            t1 + 1000,
+            txs,
+            &strict,
+            vec![],
+            Some(certificate(&block1, 0)),
+        )
+        .unwrap();
+    assert_eq!(
+        executed.outcome.results[0].1.as_ref().unwrap_err().code(),
+        "bad_signature"
+    );
+    let mut asked = false;
+    let certified = bob
+        .execute_certified(&block2, || {
+            asked = true;
+            checks(&bob, &block2)
+        })
+        .unwrap();
+    assert!(asked, "the app hash differed without the strict verdicts");
+    assert_eq!(certified.outcome, executed.outcome);
+    bob.commit(&block2, certified).unwrap();
+    alice.commit(&block2, executed).unwrap();
+    assert_eq!(alice.state().app_hash(), bob.state().app_hash());
+}
