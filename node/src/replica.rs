@@ -100,15 +100,25 @@ pub enum Action {
         outcome: BlockOutcome,
     },
     /// `peer` is behind: send it the commit of `height` (from storage).
+    /// Given once per height and [`COMMIT_GOSSIP_INTERVAL_MS`]: a peer
+    /// stuck at a height sends several messages every rebroadcast, and
+    /// answering each with a whole block (up to 8 MiB) floods the links it
+    /// needs to catch up.
     SendCommit {
         peer: PublicKey,
         height: Height,
     },
-    /// `peer` is ahead: ask it for the commits after our tip.
+    /// `peer` is ahead: ask it for the commits after our tip. Given once
+    /// per peer and [`COMMIT_REQUEST_INTERVAL_MS`].
     RequestCommits {
         peer: PublicKey,
     },
 }
+
+/// A height's commit is sent to peers behind at most once per interval.
+pub const COMMIT_GOSSIP_INTERVAL_MS: u64 = 1_000;
+/// A peer ahead is asked for commits at most once per interval.
+pub const COMMIT_REQUEST_INTERVAL_MS: u64 = 500;
 
 pub struct Replica {
     me: PublicKey,
@@ -124,6 +134,10 @@ pub struct Replica {
     /// A decision applied, waiting for `start_next_height`.
     committing: bool,
     threads: NonZeroUsize,
+    /// When each height's commit was last sent to peers behind.
+    commits_sent: Throttle<Height>,
+    /// When each peer ahead was last asked for commits.
+    commits_asked: Throttle<PublicKey>,
 }
 
 impl Replica {
@@ -149,6 +163,8 @@ impl Replica {
             evidence: Vec::new(),
             committing: false,
             threads,
+            commits_sent: Throttle::new(COMMIT_GOSSIP_INTERVAL_MS),
+            commits_asked: Throttle::new(COMMIT_REQUEST_INTERVAL_MS),
         };
         let mut actions = Vec::new();
         replica.run(outputs, now_ms, &mut actions)?;
@@ -416,10 +432,14 @@ impl Replica {
                     }
                 }
                 EngineOutput::PeerBehind { peer, height } => {
-                    actions.push(Action::SendCommit { peer, height })
+                    if self.commits_sent.allow(height, now_ms) {
+                        actions.push(Action::SendCommit { peer, height })
+                    }
                 }
                 EngineOutput::PeerAhead { peer, .. } => {
-                    actions.push(Action::RequestCommits { peer })
+                    if self.commits_asked.allow(peer, now_ms) {
+                        actions.push(Action::RequestCommits { peer })
+                    }
                 }
             }
         }
@@ -518,5 +538,59 @@ impl Replica {
             certificate,
             outcome,
         })
+    }
+}
+
+/// Lets an action on a key through at most once per interval (ms of the
+/// caller's clock). Keys seen within the interval are kept; older ones are
+/// forgotten as new ones come, so the map holds only the last interval's
+/// keys. A clock that went back forgets what it recorded after the new now,
+/// so a step back cannot hold a key for that long.
+struct Throttle<K> {
+    interval_ms: u64,
+    last: BTreeMap<K, u64>,
+}
+
+impl<K: Ord + Copy> Throttle<K> {
+    fn new(interval_ms: u64) -> Self {
+        Throttle {
+            interval_ms,
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the action on `key` may happen at `now_ms` (and if so,
+    /// records it).
+    fn allow(&mut self, key: K, now_ms: u64) -> bool {
+        let interval = self.interval_ms;
+        self.last
+            .retain(|_, at| *at <= now_ms && now_ms - *at < interval);
+        if self.last.contains_key(&key) {
+            return false;
+        }
+        self.last.insert(key, now_ms);
+        true
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_passes_once_per_interval_and_keys_are_independent() {
+        let mut throttle = Throttle::new(1_000);
+        let start = 5_000_000;
+        assert!(throttle.allow(7u64, start));
+        assert!(!throttle.allow(7, start + 400));
+        assert!(!throttle.allow(7, start + 999));
+        assert!(throttle.allow(8, start + 999));
+        assert!(throttle.allow(7, start + 1_000));
+        assert!(!throttle.allow(7, start + 1_500));
+        // Old keys are forgotten: only the last interval's remain.
+        assert!(throttle.allow(9, start + 5_000));
+        assert_eq!(throttle.last.len(), 1);
+        // The clock went back an hour: nothing recorded later holds.
+        assert!(throttle.allow(9, start + 5_000 - 3_600_000));
     }
 }

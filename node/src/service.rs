@@ -69,10 +69,6 @@ pub const SYNC_BATCH_BYTES: usize = 8 << 20;
 /// The largest gossip payload: a block of the largest size a network may
 /// set, with its proposal or certificate around it.
 pub const GOSSIP_MESSAGE_BYTES: u32 = symbiont_contracts::genesis::MAX_BLOCK_BYTES + (256 << 10);
-/// A peer ahead is asked for commits at most once per interval.
-pub const COMMIT_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
-/// A height's commit is gossiped to peers behind at most once per interval.
-pub const COMMIT_GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
 /// Sled's cache.
 pub const STORAGE_CACHE_BYTES: u64 = 64 << 20;
 /// Admitted transactions wait at most this long to be gossiped in one
@@ -257,10 +253,6 @@ struct Node {
     timers: BTreeMap<(Instant, u64), Timeout>,
     timer_seq: u64,
     height: watch::Sender<u64>,
-    /// When we last asked each peer for commits.
-    asked: Throttle<PeerId>,
-    /// When we last gossiped each height's commit to peers behind.
-    commits_gossiped: Throttle<u64>,
     /// Counts our gossip sends (from the start time, so a restarted
     /// process does not repeat an earlier run's numbers).
     send_number: u64,
@@ -407,8 +399,6 @@ pub async fn start(
         timers: BTreeMap::new(),
         timer_seq: 0,
         height: height_tx,
-        asked: Throttle::new(COMMIT_REQUEST_INTERVAL),
-        commits_gossiped: Throttle::new(COMMIT_GOSSIP_INTERVAL),
         send_number: now_ms() << 16,
         genesis_hash,
         node_key,
@@ -920,13 +910,8 @@ impl Node {
                 }
                 Action::SendCommit { height, .. } => {
                     // A peer behind: gossip the commit (it reaches it, and
-                    // any other peer behind). Once per height and interval:
-                    // a peer stuck at a height sends several messages every
-                    // rebroadcast, and answering each with a whole block
-                    // (up to 16 MiB) floods the links it needs to catch up.
-                    if !self.commits_gossiped.allow(height, Instant::now()) {
-                        continue;
-                    }
+                    // any other peer behind). The replica asks once per
+                    // height and interval.
                     if let Some(mut response) = self
                         .commits_from(height)
                         .ok()
@@ -943,63 +928,12 @@ impl Node {
                 }
                 Action::RequestCommits { peer } => {
                     let peer_id = p2p::peer_id_of(&peer);
-                    if self.asked.allow(peer_id, Instant::now()) {
-                        let from = self.replica.chain().next_height();
-                        let request = codec::encode(&SyncRequest { from });
-                        let _ = self.network.send_request(peer_id, request).await;
-                    }
+                    let from = self.replica.chain().next_height();
+                    let request = codec::encode(&SyncRequest { from });
+                    let _ = self.network.send_request(peer_id, request).await;
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// Lets an action on a key through at most once per interval. Keys seen
-/// within the interval are kept; older ones are forgotten as new ones come,
-/// so the map holds only the last interval's keys.
-struct Throttle<K> {
-    interval: Duration,
-    last: BTreeMap<K, Instant>,
-}
-
-impl<K: Ord + Copy> Throttle<K> {
-    fn new(interval: Duration) -> Self {
-        Throttle {
-            interval,
-            last: BTreeMap::new(),
-        }
-    }
-
-    /// Whether the action on `key` may happen at `now` (and if so, records it).
-    fn allow(&mut self, key: K, now: Instant) -> bool {
-        let interval = self.interval;
-        self.last
-            .retain(|_, at| now.saturating_duration_since(*at) < interval);
-        if self.last.contains_key(&key) {
-            return false;
-        }
-        self.last.insert(key, now);
-        true
-    }
-}
-
-#[cfg(test)]
-mod throttle_tests {
-    use super::*;
-
-    #[test]
-    fn a_key_passes_once_per_interval_and_keys_are_independent() {
-        let mut throttle = Throttle::new(Duration::from_secs(1));
-        let start = Instant::now();
-        assert!(throttle.allow(7u64, start));
-        assert!(!throttle.allow(7, start + Duration::from_millis(400)));
-        assert!(!throttle.allow(7, start + Duration::from_millis(999)));
-        assert!(throttle.allow(8, start + Duration::from_millis(999)));
-        assert!(throttle.allow(7, start + Duration::from_secs(1)));
-        assert!(!throttle.allow(7, start + Duration::from_millis(1500)));
-        // Old keys are forgotten: only the last interval's remain.
-        assert!(throttle.allow(9, start + Duration::from_secs(5)));
-        assert_eq!(throttle.last.len(), 1);
     }
 }

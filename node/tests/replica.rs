@@ -40,9 +40,22 @@ fn tx(nonce: u64) -> SignedTx {
 }
 
 enum Event {
-    Deliver { to: usize, message: Box<NetMessage> },
-    Timer { node: usize, timeout: Timeout },
+    Deliver {
+        to: usize,
+        message: Box<NetMessage>,
+    },
+    Timer {
+        node: usize,
+        timeout: Timeout,
+    },
+    /// The node's rebroadcast timer (the service's, every 400 ms).
+    Rebroadcast {
+        node: usize,
+    },
 }
+
+/// The service's rebroadcast interval.
+const REBROADCAST_MS: u64 = 400;
 
 struct Bus {
     now: u64,
@@ -60,6 +73,10 @@ struct Bus {
     jitter: Option<u64>,
     /// Round-0 prevotes each replica sent: (height, for a value).
     prevotes: Vec<Vec<(u64, bool)>>,
+    /// Commits to this replica are lost: it stays behind.
+    deaf_to_commits: Option<usize>,
+    /// SendCommit actions of each replica, per height.
+    commits_sent: Vec<BTreeMap<u64, usize>>,
 }
 
 const SLOW_VOTES_MS: u64 = 40;
@@ -161,6 +178,7 @@ impl Bus {
                     self.act(i, more);
                 }
                 Action::SendCommit { peer, height } => {
+                    *self.commits_sent[i].entry(height).or_default() += 1;
                     let to = (11..=14).position(|s| key(s).public() == peer).unwrap();
                     if let Some((block, certificate)) = self.chains[i].get(height as usize - 1) {
                         let message = NetMessage::Consensus(Message::Commit {
@@ -204,6 +222,11 @@ impl Bus {
                 let Some(replica) = self.replicas[to].as_mut() else {
                     return true;
                 };
+                if self.deaf_to_commits == Some(to)
+                    && matches!(*message, NetMessage::Consensus(Message::Commit { .. }))
+                {
+                    return true;
+                }
                 (to, replica.receive(*message, now).unwrap())
             }
             Event::Timer { node, timeout } => {
@@ -211,6 +234,14 @@ impl Bus {
                     return true;
                 };
                 (node, replica.timeout(timeout, now).unwrap())
+            }
+            Event::Rebroadcast { node } => {
+                let Some(replica) = self.replicas[node].as_mut() else {
+                    return true;
+                };
+                let actions = replica.rebroadcast();
+                self.schedule(REBROADCAST_MS, Event::Rebroadcast { node });
+                (node, actions)
             }
         };
         self.act(node, actions);
@@ -236,6 +267,8 @@ fn bus(started: &[usize]) -> Bus {
         slow_votes_to: None,
         jitter: None,
         prevotes: vec![Vec::new(); 4],
+        deaf_to_commits: None,
+        commits_sent: vec![BTreeMap::new(); 4],
     };
     for &i in started {
         bus.start(i);
@@ -355,6 +388,41 @@ fn three_of_four_replicas_commit_with_one_down() {
     eprintln!(
         "12 heights with one of four down in {} simulated ms",
         bus.now
+    );
+}
+
+/// A replica stuck behind keeps sending its height's votes (every round's
+/// timeout); each reaches the others as a sign that it is behind. A whole
+/// block answers each only once per height and interval: a commit per
+/// stuck vote flooded the links a late node needed to catch up (seen with
+/// 1.4 MiB blocks on a busy machine).
+#[test]
+fn a_peer_stuck_behind_gets_each_commit_once_per_interval() {
+    let mut bus = bus(&[0, 1, 2]);
+    bus.deaf_to_commits = Some(3);
+    for n in 1..=3 {
+        submit(&mut bus, 0, tx(n));
+    }
+    bus.run_until(|bus| bus.chains[0].len() >= 3, 30_000);
+    bus.start(3);
+    bus.schedule(REBROADCAST_MS, Event::Rebroadcast { node: 3 });
+    let from = bus.now;
+    const SECONDS: u64 = 10;
+    bus.run_until(
+        |bus| bus.now >= from + SECONDS * 1000,
+        from + SECONDS * 1000 + 1,
+    );
+    assert!(bus.chains[3].is_empty(), "replica 3 got no commit");
+    let sent: usize = (0..3)
+        .map(|i| bus.commits_sent[i].get(&1).copied().unwrap_or(0))
+        .sum();
+    eprintln!("height 1's commit sent {sent} times in {SECONDS} s by 3 replicas");
+    assert!(sent >= 3, "each replica answered the stuck peer");
+    // Once per replica and second, and once at the start of each.
+    let bound = 3 * (SECONDS as usize + 1);
+    assert!(
+        sent <= bound,
+        "{sent} commits of height 1 sent in {SECONDS} s, bound {bound}"
     );
 }
 
