@@ -635,6 +635,7 @@ fn demo_block() -> Vec<(SignedTx, Option<&'static str>)> {
 }
 
 const DEMO_BLOCK_TIME_MS: u64 = T0 + 1000;
+const DEMO_BLOCK2_TIME_MS: u64 = T0 + 2000;
 
 // --- the hand encoder: the document's layouts, field by field --------------
 
@@ -1464,6 +1465,91 @@ fn app_hash_vectors(check: &mut Check) {
     assert_eq!(
         state::app_hash(&Hash(genesis_app_hash), &outcome.writes),
         outcome.app_hash
+    );
+
+    // Block 2: a key authorized and revoked in one block is a deletion in
+    // the write set, though no record had that key before the block.
+    let block1_app_hash = outcome.app_hash;
+    assert!(!state.contains(&Key::Key(pk(22))));
+    let txs = vec![
+        demo_tx(
+            "demo-1",
+            2,
+            3,
+            TxKind::AuthorizeKey {
+                firm: "gyproc".into(),
+                key: pk(22),
+                role: KeyRole::Meter,
+            },
+        ),
+        demo_tx(
+            "demo-1",
+            2,
+            4,
+            TxKind::RevokeKey {
+                firm: "gyproc".into(),
+                key: pk(22),
+            },
+        ),
+    ];
+    let outcome = exec::execute_block(
+        &mut state,
+        &BlockInfo {
+            height: 2,
+            time_ms: DEMO_BLOCK2_TIME_MS,
+        },
+        &txs,
+    )
+    .unwrap();
+    assert!(outcome.results.iter().all(|(_, r)| r.is_ok()), "both apply");
+    let hand_txs: Vec<Bytes> = txs
+        .iter()
+        .map(|tx| hand::sign(&[2; 32], &tx.body).0)
+        .collect();
+    for (i, (tx, hand_tx)) in txs.iter().zip(&hand_txs).enumerate() {
+        check.bytes(
+            &format!("app.block2.tx{i}"),
+            tx.to_bytes(),
+            hand_tx.0.clone(),
+        );
+    }
+    let id = |i: usize| Hash(hand_txs[i].hash());
+    let mut block_writes = vec![
+        (
+            hand::state_key(&Key::Meta),
+            Some(hand::meta(&Meta {
+                chain_id: genesis.chain_id.clone(),
+                genesis_hash: Hash(genesis_hash),
+                height: 2,
+                time_ms: DEMO_BLOCK2_TIME_MS,
+            })),
+        ),
+        (hand::state_key(&Key::Key(pk(22))), None),
+        (
+            hand::state_key(&Key::Nonce(pk(2))),
+            Some(Bytes::default().u64(4)),
+        ),
+    ];
+    for i in 0..2 {
+        block_writes.push((
+            hand::state_key(&Key::Receipt(id(i))),
+            Some(hand::receipt(&Receipt {
+                height: 2,
+                index: i as u32,
+                error: None,
+            })),
+        ));
+    }
+    let input = hand::app_hash_input(&block1_app_hash.0, &block_writes);
+    check.bytes(
+        "app.block2.input",
+        codec::encode(&(block1_app_hash, &outcome.writes)),
+        input.0.clone(),
+    );
+    check.bytes(
+        "app.block2.app_hash",
+        outcome.app_hash.0.to_vec(),
+        input.hash().to_vec(),
     );
 }
 
