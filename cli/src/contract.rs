@@ -58,7 +58,7 @@ pub enum ContractCommand {
         /// Only contracts where this firm is supplier, consumer or arbiter.
         #[arg(long)]
         firm: Option<String>,
-        /// Only "proposed", "active" or "terminated" contracts.
+        /// Only "proposed", "active", "terminated" or "withdrawn" contracts.
         #[arg(long)]
         status: Option<String>,
     },

@@ -249,6 +249,12 @@ pub enum ContractStatus {
     Terminated {
         at_ms: u64,
     },
+    /// A proposal withdrawn by a party before it was countersigned: it
+    /// never bound anyone, so none of its periods takes readings or
+    /// settles.
+    Withdrawn {
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1044,6 +1044,71 @@ fn termination_by_agreement_or_by_the_arbiter_voids_later_periods() {
     );
 }
 
+/// A proposal withdrawn before countersignature binds nobody: not even a
+/// period that began before the withdrawal takes readings or settles (it
+/// was `Terminated` like a signed contract, so the proposer could meter
+/// and settle a period and leave the other firm owing money it never
+/// agreed to).
+#[test]
+fn a_withdrawn_proposal_takes_no_readings_and_settles_nothing() {
+    let mut park = Park::new().with_staff();
+    let start = park.time_ms + 1;
+    let id = park.ok(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: steam_terms(start),
+        },
+    );
+    park.advance_to(start + HOUR / 2);
+    park.ok("power-op", TxKind::Terminate { contract: id });
+    let contract: symbiont_contracts::state::Contract = park.state.get(&Key::Contract(id)).unwrap();
+    assert_eq!(
+        contract.status,
+        ContractStatus::Withdrawn {
+            at_ms: park.time_ms
+        }
+    );
+    for (signer, kind) in [
+        (
+            "power-op",
+            TxKind::RecordAvailability {
+                contract: id,
+                period: 0,
+                quantity: 100_000,
+            },
+        ),
+        (
+            "pharma-meter",
+            TxKind::RecordDelivery {
+                contract: id,
+                period: 0,
+                quantity: 100_000,
+            },
+        ),
+    ] {
+        park.rejected(signer, kind, AppError::ContractNotActive(id));
+    }
+    park.advance_to(start + 3 * HOUR);
+    park.rejected(
+        "power-op",
+        TxKind::SettlePeriod {
+            contract: id,
+            period: 0,
+        },
+        AppError::ContractNotActive(id),
+    );
+    park.rejected(
+        "pharma-op",
+        TxKind::Countersign { contract: id },
+        AppError::NotProposed(id),
+    );
+    park.rejected(
+        "pharma-op",
+        TxKind::Terminate { contract: id },
+        AppError::ContractNotActive(id),
+    );
+}
+
 // --- metering and settlement -------------------------------------------------
 
 fn meter(park: &mut Park, id: Hash, period: u32, a: u64, d: u64, c: Option<u64>) {

@@ -1002,6 +1002,7 @@ mod hand {
             ContractStatus::Proposed => b.variant(0),
             ContractStatus::Active { signed_at_ms } => b.variant(1).u64(signed_at_ms),
             ContractStatus::Terminated { at_ms } => b.variant(2).u64(at_ms),
+            ContractStatus::Withdrawn { at_ms } => b.variant(3).u64(at_ms),
         };
         let names: Vec<&str> = c.terminate_requests.iter().map(String::as_str).collect();
         b.strs(&names)

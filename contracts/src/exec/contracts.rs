@@ -170,10 +170,12 @@ impl Ctx<'_> {
         let is_party = firm == terms.supplier || firm == terms.consumer;
         let is_arbiter = terms.arbiter.as_deref() == Some(firm.as_str());
         match contract.status {
-            ContractStatus::Terminated { .. } => return Err(AppError::ContractNotActive(*id)),
+            ContractStatus::Terminated { .. } | ContractStatus::Withdrawn { .. } => {
+                return Err(AppError::ContractNotActive(*id));
+            }
             // A proposal is withdrawn by either party.
             ContractStatus::Proposed if is_party => {
-                contract.status = ContractStatus::Terminated { at_ms: self.now_ms };
+                contract.status = ContractStatus::Withdrawn { at_ms: self.now_ms };
             }
             ContractStatus::Proposed => return Err(AppError::WrongParty(firm)),
             ContractStatus::Active { .. } if is_arbiter => {
@@ -213,7 +215,10 @@ impl Ctx<'_> {
         }
         let (start, end) = window(terms.start_ms, terms.period_ms, period)?;
         match contract.status {
-            ContractStatus::Proposed => Err(AppError::ContractNotActive(*id)),
+            // Never countersigned: it binds nobody.
+            ContractStatus::Proposed | ContractStatus::Withdrawn { .. } => {
+                Err(AppError::ContractNotActive(*id))
+            }
             ContractStatus::Terminated { at_ms } if start >= at_ms => {
                 Err(AppError::PeriodVoid { period })
             }

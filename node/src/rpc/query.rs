@@ -266,6 +266,7 @@ fn contract_status(contract: &Contract) -> &'static str {
         ContractStatus::Proposed => "proposed",
         ContractStatus::Active { .. } => "active",
         ContractStatus::Terminated { .. } => "terminated",
+        ContractStatus::Withdrawn { .. } => "withdrawn",
     }
 }
 
@@ -277,6 +278,7 @@ fn contract_pb(id: Hash, contract: &Contract, unit: String) -> pb::Contract {
         ContractStatus::Active { signed_at_ms } => (signed_at_ms, 0),
         // The signing time is not kept once terminated.
         ContractStatus::Terminated { at_ms } => (0, at_ms),
+        ContractStatus::Withdrawn { at_ms } => (0, at_ms),
     };
     pb::Contract {
         id: id.0.to_vec(),
@@ -675,7 +677,8 @@ impl Query for QueryApi {
         request: Request<pb::ListContractsRequest>,
     ) -> Answer<pb::ListContractsResponse> {
         let request = request.into_inner();
-        if !["", "proposed", "active", "terminated"].contains(&request.status.as_str()) {
+        if !["", "proposed", "active", "terminated", "withdrawn"].contains(&request.status.as_str())
+        {
             return Err(invalid(format!(
                 "status {:?}: use \"proposed\", \"active\", \"terminated\" or nothing",
                 request.status
