@@ -108,10 +108,11 @@ impl Ctx<'_> {
 
     pub(super) fn post_pool_amount(&mut self, id: &Hash, period: u32, amount: i64) -> AppResult {
         let (pool, member) = self.active_member_of(id)?;
-        if amount == 0 {
+        // -2^63 has no negation: the split could not move it.
+        if amount == 0 || amount == i64::MIN {
             return Err(AppError::Invalid {
                 field: "amount",
-                rule: "must not be 0",
+                rule: "must not be 0 or -2^63",
             });
         }
         let (start, _) = window(pool.start_ms, pool.period_ms, period)?;
