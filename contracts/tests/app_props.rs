@@ -1,6 +1,8 @@
 //! Properties of block execution over random sequences of transactions:
-//! balances always sum to zero, obligations are never negative, and the
-//! same block from the same state always gives the same writes and app hash.
+//! balances always sum to zero, obligations are never negative, a contract
+//! never countersigned (proposed, or withdrawn) takes no reading and
+//! settles nothing, and the same block from the same state always gives the
+//! same writes and app hash.
 
 mod app_support;
 
@@ -10,7 +12,7 @@ use app_support::*;
 use proptest::prelude::*;
 use symbiont_contracts::exec::{self, BlockInfo};
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::state::{Key, PoolPeriod};
+use symbiont_contracts::state::{Contract, ContractStatus, Key, PoolPeriod};
 use symbiont_contracts::tx::{Account, SignedTx, TxKind};
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,22 @@ enum Op {
     Terminate {
         by_supplier: bool,
     },
+    /// On the proposal nobody countersigned: readings, settlement and its
+    /// withdrawal by either party.
+    ProposalAvailability {
+        period: u32,
+        quantity: u64,
+    },
+    ProposalDelivery {
+        period: u32,
+        quantity: u64,
+    },
+    ProposalSettle {
+        period: u32,
+    },
+    ProposalWithdraw {
+        by_supplier: bool,
+    },
 }
 
 const MEMBERS: [&str; 3] = ["city", "pharma", "power"];
@@ -99,6 +117,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), any::<bool>()).prop_map(|(which, accept)| Op::PoolResolve { which, accept }),
         // Rarely: termination voids the later periods.
         1 => any::<bool>().prop_map(|by_supplier| Op::Terminate { by_supplier }),
+        2 => (period(), quantity())
+            .prop_map(|(period, quantity)| Op::ProposalAvailability { period, quantity }),
+        2 => (period(), quantity())
+            .prop_map(|(period, quantity)| Op::ProposalDelivery { period, quantity }),
+        2 => period().prop_map(|period| Op::ProposalSettle { period }),
+        1 => any::<bool>().prop_map(|by_supplier| Op::ProposalWithdraw { by_supplier }),
     ]
 }
 
@@ -106,6 +130,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct World {
     park: Park,
     contract: Hash,
+    /// The same terms, proposed by the supplier and never countersigned.
+    proposal: Hash,
     pool: Hash,
     /// (period, tx id) of every pool posting applied so far.
     postings: Vec<(u32, Hash)>,
@@ -121,6 +147,12 @@ fn build_world() -> World {
     let mut park = Park::new().with_staff();
     let start = park.time_ms + 1_000;
     let contract = signed_contract(&mut park, steam_terms(start));
+    let proposal = park.ok(
+        "power-op",
+        TxKind::ProposeContract {
+            terms: steam_terms(start),
+        },
+    );
     let pool = park.ok(
         "power-op",
         TxKind::CreatePool {
@@ -140,6 +172,7 @@ fn build_world() -> World {
     World {
         park,
         contract,
+        proposal,
         pool,
         postings: Vec::new(),
     }
@@ -257,6 +290,35 @@ fn to_tx(world: &World, op: &Op) -> (String, TxKind) {
             if by_supplier { "power-op" } else { "pharma-op" },
             TxKind::Terminate { contract },
         ),
+        Op::ProposalAvailability { period, quantity } => (
+            "power-op",
+            TxKind::RecordAvailability {
+                contract: world.proposal,
+                period,
+                quantity,
+            },
+        ),
+        Op::ProposalDelivery { period, quantity } => (
+            "pharma-meter",
+            TxKind::RecordDelivery {
+                contract: world.proposal,
+                period,
+                quantity,
+            },
+        ),
+        Op::ProposalSettle { period } => (
+            "power-op",
+            TxKind::SettlePeriod {
+                contract: world.proposal,
+                period,
+            },
+        ),
+        Op::ProposalWithdraw { by_supplier } => (
+            if by_supplier { "power-op" } else { "pharma-op" },
+            TxKind::Terminate {
+                contract: world.proposal,
+            },
+        ),
     };
     (signer.to_string(), kind)
 }
@@ -302,6 +364,31 @@ fn check_ledger_invariants(world: &World) -> Result<(), TestCaseError> {
         {
             prop_assert!(exec::obligation(&world.park.state, &debtor, &creditor) > 0);
         }
+    }
+    // The proposal nobody countersigned binds nobody: no period of it holds
+    // a reading or a settlement, whether or not it was withdrawn.
+    let proposal: Contract = world
+        .park
+        .state
+        .get(&Key::Contract(world.proposal))
+        .unwrap();
+    prop_assert!(
+        matches!(
+            proposal.status,
+            ContractStatus::Proposed | ContractStatus::Withdrawn { .. }
+        ),
+        "{:?}",
+        proposal.status
+    );
+    for period in 0..proposal.terms.periods {
+        prop_assert!(
+            !world.park.state.contains(&Key::Period {
+                contract: world.proposal,
+                period,
+            }),
+            "period {} of the unsigned proposal was written",
+            period
+        );
     }
     // Every split pool period's parts add up to its whole: the gain-sharing
     // net plus the postings that count.
