@@ -650,6 +650,31 @@ fn the_facilitator_registers_kinds_and_licences() {
             rule: "a waste needs an EWC code",
         },
     );
+    // Quality field names follow genesis's rule: ids, each once.
+    let with_quality = |quality: &[&str]| TxKind::RegisterKind {
+        kind: ResourceKind {
+            id: "ash".into(),
+            quality: quality.iter().map(|q| q.to_string()).collect(),
+            ..gypsum()
+        },
+    };
+    park.rejected(
+        "hub",
+        with_quality(&["moisture_pct", "Moisture %"]),
+        AppError::Invalid {
+            field: "quality",
+            rule: "1 to 32 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+        },
+    );
+    park.rejected(
+        "hub",
+        with_quality(&["moisture_pct", "purity", "moisture_pct"]),
+        AppError::Invalid {
+            field: "quality",
+            rule: "each quality field name at most once",
+        },
+    );
+    park.ok("hub", with_quality(&["moisture_pct", "purity"]));
     let expires = park.time_ms + DAY;
     park.ok(
         "hub-op",

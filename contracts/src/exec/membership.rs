@@ -225,6 +225,18 @@ pub(super) fn register_kind(state: &mut State, kind: &ResourceKind) -> AppResult
             rule: "at most 16 quality fields",
         });
     }
+    // The names genesis accepts: ids, each once (a listing's quality map
+    // is keyed by them).
+    let mut names = std::collections::BTreeSet::new();
+    for name in &kind.quality {
+        check_id("quality", name)?;
+        if !names.insert(name) {
+            return Err(AppError::Invalid {
+                field: "quality",
+                rule: "each quality field name at most once",
+            });
+        }
+    }
     state.put(&Key::Kind(kind.id.clone()), kind);
     Ok(())
 }
