@@ -54,7 +54,7 @@ use symbiont_contracts::tx::TxError;
 
 use crate::block::{Block, Certificate};
 use crate::block::{Contents, Parent};
-use crate::chain::{InvalidBlock, Tip, Validators, validator_set};
+use crate::chain::{InvalidBlock, Tip, Validators, validator_set, validators_may_change};
 use crate::consensus::signed::{CertificateError, EvidenceError, vote_sign_bytes};
 use crate::consensus::types::Height;
 use crate::export::{BlockFrame, EndFrame, ExportError, ExportReader, Frame};
@@ -609,15 +609,16 @@ struct AuditChain {
     chain_id: String,
     state: State,
     tip: Tip,
-    /// Validators of the next height, and of the tip's height.
-    validators: Validators,
-    previous_validators: Option<Validators>,
+    /// Validators of the next height, and of the tip's height (shared
+    /// while they are the same set).
+    validators: Arc<Validators>,
+    previous_validators: Option<Arc<Validators>>,
 }
 
 impl AuditChain {
     fn from_genesis(genesis: &Genesis) -> Result<Self, String> {
         let state = exec::genesis_state(genesis);
-        let validators = validator_set(&state).map_err(|e| e.to_string())?;
+        let validators = Arc::new(validator_set(&state).map_err(|e| e.to_string())?);
         Ok(Self {
             chain_id: genesis.chain_id.clone(),
             state,
@@ -657,7 +658,8 @@ impl AuditChain {
     /// half-applied: the audit stops there.
     ///
     /// `last_commit_ok`: the verdict on each signature of the certificate
-    /// the block carries (`block::check_with_verdicts`).
+    /// the block carries (`block::check_with_verdicts`). Returns the
+    /// outcome, and whether the validator set changed.
     fn apply(
         &mut self,
         block: &Block,
@@ -666,7 +668,7 @@ impl AuditChain {
         ids: &[Hash],
         checks: &[Result<(), TxError>],
         last_commit_ok: &[bool],
-    ) -> Result<exec::BlockOutcome, Problem> {
+    ) -> Result<(exec::BlockOutcome, bool), Problem> {
         let params: exec::Params = self
             .state
             .get(&Key::Params)
@@ -676,7 +678,7 @@ impl AuditChain {
             height: self.tip.height,
             hash: self.tip.hash,
             time_ms: self.tip.time_ms,
-            validators: self.previous_validators.as_ref(),
+            validators: self.previous_validators.as_deref(),
             params: &params.consensus,
         };
         crate::block::check_with_verdicts(
@@ -707,14 +709,26 @@ impl AuditChain {
                 computed: outcome.app_hash,
             }));
         }
-        let next = validator_set(&self.state).map_err(|_| Problem::NoValidators)?;
-        self.previous_validators = Some(std::mem::replace(&mut self.validators, next));
+        // The set is the nodes' (`validator_set`): only a block that wrote
+        // node records can change it.
+        let changed = validators_may_change(&outcome.writes);
+        if changed {
+            let next = Arc::new(validator_set(&self.state).map_err(|_| Problem::NoValidators)?);
+            self.previous_validators = Some(std::mem::replace(&mut self.validators, next));
+        } else {
+            debug_assert_eq!(
+                validator_set(&self.state).ok().as_ref(),
+                Some(&*self.validators),
+                "a block that wrote no node record changed the validator set"
+            );
+            self.previous_validators = Some(self.validators.clone());
+        }
         self.tip = Tip {
             height: block.header.height,
             hash: block_hash,
             time_ms: block.header.time_ms,
         };
-        Ok(outcome)
+        Ok((outcome, changed))
     }
 }
 
@@ -787,8 +801,7 @@ impl Replay {
                 *check = block.txs[index].verify(self.chain.chain_id());
             }
         }
-        let before = self.chain.validators().clone();
-        let outcome = self
+        let (outcome, validators_changed) = self
             .chain
             .apply(
                 &block,
@@ -829,10 +842,10 @@ impl Replay {
         self.counts.blocks += 1;
         self.counts.txs += block.txs.len() as u64;
         self.counts.signatures += verified.signatures;
-        if *self.chain.validators() != before {
+        if validators_changed && self.history.at(height) != Some(self.chain.validators()) {
             self.history
                 .sets
-                .insert(height + 1, self.chain.validators().clone());
+                .insert(height + 1, Validators::clone(self.chain.validators()));
         }
         Ok(())
     }
