@@ -65,7 +65,7 @@ use crate::export::{BlockFrame, EndFrame, ExportError, ExportReader, Frame};
 /// 30 µs in batches of 8, 20 µs in batches of 256, 18 µs in batches of
 /// 1 024, 57 µs strictly one by one), and one batch per block gave a chain
 /// of small blocks batches of a few signatures.
-const GROUP_SIGNATURES: usize = 1024;
+pub const GROUP_SIGNATURES: usize = 1024;
 /// The first groups are smaller (from this size, doubling), so that the
 /// execution starts early.
 const FIRST_GROUP_SIGNATURES: usize = 64;
