@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use symbiont_contracts::codec;
-use symbiont_node::block::Certificate;
+use symbiont_node::block::{Block, Certificate, last_commit_hash};
 use symbiont_node::export::{BlockFrame, EndFrame};
 
 #[path = "support/ledger.rs"]
@@ -258,6 +258,37 @@ fn certificates_swapped_or_short_of_a_signature_are_named() {
         &output,
         &format!("height 2: certificate: the signature of validator {validator} is bad"),
         "signature replaced",
+    );
+}
+
+/// The certificate a block carries of its parent is checked too (its
+/// signatures are verified in the same batches as the rest): the last
+/// block re-sealed with one signature of it replaced, and certified again,
+/// fails on that signature, though the parent's own certificate in the
+/// file holds the good one.
+#[test]
+fn a_bad_signature_in_the_parents_certificate_a_block_carries_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = small();
+    let mut frames = ledger.frames.clone();
+    let last = frames.len() - 1;
+    let mut block: Block = codec::decode(&frames[last].block).unwrap();
+    let other: Certificate = codec::decode(&frames[1].certificate).unwrap();
+    let carried = block.last_commit.as_mut().unwrap();
+    assert_eq!(carried.signatures[0].0, other.signatures[0].0);
+    carried.signatures[0].1 = other.signatures[0].1;
+    block.header.last_commit_hash = last_commit_hash(&block.last_commit);
+    frames[last].block = block.encode();
+    frames[last].certificate = codec::encode(&ledger::certificate(&block));
+    let end = EndFrame {
+        height: ledger.end.height,
+        block_hash: block.hash(),
+    };
+    let output = audit_bytes(dir.path(), "x", &rewrite(&ledger, &frames, end), false);
+    assert_fails_naming(
+        &output,
+        "height 6: the previous block's certificate is invalid: bad signature",
+        "carried certificate's signature replaced",
     );
 }
 

@@ -426,7 +426,7 @@ pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 pub struct State {
     base: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Changes since the last `flatten`: a new value, or None (deleted).
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: BTreeMap<OverlayKey, Option<Vec<u8>>>,
     /// Writes of committed transactions in the current block, in the order
     /// they were made (a key may appear more than once; the last write
     /// wins). Sorted into a [`WriteSet`] by [`State::take_writes`].
@@ -461,7 +461,10 @@ impl State {
         let bounds = (start, Bound::Unbounded);
         Records {
             base: self.base.range::<Vec<u8>, _>(bounds.clone()).peekable(),
-            overlay: self.overlay.range::<Vec<u8>, _>(bounds).peekable(),
+            overlay: self
+                .overlay
+                .range((bounds.0.map(OverlayKey::new), Bound::Unbounded))
+                .peekable(),
         }
     }
 
@@ -483,8 +486,8 @@ impl State {
         let base = Arc::make_mut(&mut self.base);
         for (key, value) in std::mem::take(&mut self.overlay) {
             match value {
-                Some(value) => base.insert(key, value),
-                None => base.remove(&key),
+                Some(value) => base.insert(key.bytes, value),
+                None => base.remove(&key.bytes),
             };
         }
     }
@@ -497,15 +500,16 @@ impl State {
         self.app_hash = hash;
     }
 
-    fn raw(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        match self.overlay.get(key) {
+    fn raw(&self, key: Vec<u8>) -> Option<&Vec<u8>> {
+        let key = OverlayKey::new(key);
+        match self.overlay.get(&key) {
             Some(change) => change.as_ref(),
-            None => self.base.get(key),
+            None => self.base.get(&key.bytes),
         }
     }
 
     pub fn get<T: Serialize + DeserializeOwned>(&self, key: &Key) -> Option<T> {
-        self.raw(&key.bytes()).map(|bytes| {
+        self.raw(key.bytes()).map(|bytes| {
             // Only this module writes records, always through `put`; a
             // record that does not decode is corruption, not input.
             codec::decode_stored(bytes)
@@ -514,7 +518,7 @@ impl State {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.raw(&key.bytes()).is_some()
+        self.raw(key.bytes()).is_some()
     }
 
     pub fn put<T: Serialize>(&mut self, key: &Key, value: &T) {
@@ -526,7 +530,9 @@ impl State {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let replaced = self.overlay.insert(key.clone(), value.clone());
+        let replaced = self
+            .overlay
+            .insert(OverlayKey::new(key.clone()), value.clone());
         self.tx_undo.push(replaced);
         self.tx_log.push((key, value));
     }
@@ -560,8 +566,8 @@ impl State {
         let undo = std::mem::take(&mut self.tx_undo);
         for ((key, _), replaced) in self.tx_log.drain(..).zip(undo).rev() {
             match replaced {
-                Some(change) => self.overlay.insert(key, change),
-                None => self.overlay.remove(&key),
+                Some(change) => self.overlay.insert(OverlayKey::new(key), change),
+                None => self.overlay.remove(&OverlayKey::new(key)),
             };
         }
     }
@@ -584,10 +590,49 @@ impl State {
     }
 }
 
+/// A key of the overlay: its bytes, and beside them their first 8 bytes
+/// (big-endian, zero-padded), so that most comparisons in the map settle
+/// on the map node's own memory instead of following each key's pointer
+/// (the audit's overlay holds every record written since genesis).
+/// Ordered exactly as the bytes: where the heads differ, the first
+/// difference of the zero-padded heads is the bytes' first difference, or
+/// the end of the shorter key where the longer has a nonzero byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OverlayKey {
+    head: u64,
+    bytes: Vec<u8>,
+}
+
+impl OverlayKey {
+    fn new(bytes: Vec<u8>) -> OverlayKey {
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        OverlayKey {
+            head: u64::from_be_bytes(head),
+            bytes,
+        }
+    }
+}
+
+impl Ord for OverlayKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.bytes.cmp(&other.bytes))
+    }
+}
+
+impl PartialOrd for OverlayKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// Records in key order: the base's, with the overlay's changes applied.
 pub struct Records<'a> {
     base: Peekable<btree_map::Range<'a, Vec<u8>, Vec<u8>>>,
-    overlay: Peekable<btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+    overlay: Peekable<btree_map::Range<'a, OverlayKey, Option<Vec<u8>>>>,
 }
 
 impl<'a> Iterator for Records<'a> {
@@ -599,12 +644,12 @@ impl<'a> Iterator for Records<'a> {
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some((base, _)), Some((changed, _))) => changed <= base,
+                (Some((base, _)), Some((changed, _))) => changed.bytes <= **base,
             };
             if !changed {
                 return self.base.next();
             }
-            let (key, change) = self.overlay.next()?;
+            let (OverlayKey { bytes: key, .. }, change) = self.overlay.next()?;
             // The change replaces the base's record of the same key.
             if self.base.peek().is_some_and(|(base, _)| *base == key) {
                 self.base.next();
@@ -869,6 +914,21 @@ mod overlay_tests {
             for (copy, expected) in copies {
                 prop_assert_eq!(&copy.records(), &expected);
             }
+        }
+    }
+
+    proptest! {
+        /// Overlay keys order exactly as their bytes: short keys, zero
+        /// bytes and shared heads included (a small alphabet makes them
+        /// common).
+        #[test]
+        fn overlay_keys_order_as_their_bytes(
+            a in prop::collection::vec(0u8..3, 0..12),
+            b in prop::collection::vec(0u8..3, 0..12),
+        ) {
+            let (ka, kb) = (OverlayKey::new(a.clone()), OverlayKey::new(b.clone()));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert_eq!(ka == kb, a == b);
         }
     }
 

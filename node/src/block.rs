@@ -18,13 +18,15 @@ use symbiont_contracts::codec;
 use symbiont_contracts::exec::BlockEvidence;
 use symbiont_contracts::genesis::ConsensusParams;
 use symbiont_contracts::hash::Hash;
-use symbiont_contracts::keys::PublicKey;
+use symbiont_contracts::keys::{PublicKey, Signature};
 use symbiont_contracts::tx::SignedTx;
 
 use crate::consensus::core::{Params, Validity};
 use crate::consensus::ed25519::Ed25519Context;
-use crate::consensus::signed::{CertificateError, CommitCertificate, DuplicateVoteEvidence};
-use crate::consensus::types::{Height, ValidatorSet, VoteType};
+use crate::consensus::signed::{
+    CertificateError, CommitCertificate, DuplicateVoteEvidence, vote_sign_bytes,
+};
+use crate::consensus::types::{Context, Height, ValidatorSet, VoteType};
 
 pub type Certificate = CommitCertificate<Ed25519Context>;
 pub type Evidence = DuplicateVoteEvidence<Ed25519Context>;
@@ -211,6 +213,32 @@ pub fn check_with(
     parent: &Parent<'_>,
     local_time_ms: u64,
 ) -> Result<Validity, BlockError> {
+    check_with_verdicts(
+        block,
+        contents,
+        parent,
+        local_time_ms,
+        |_, address, signature| {
+            let Some(certificate) = &block.last_commit else {
+                return false;
+            };
+            let bytes = vote_sign_bytes(parent.chain_id, &certificate.vote_of(address));
+            Ed25519Context::verify(address, &bytes, signature)
+        },
+    )
+}
+
+/// `check_with`, with `last_commit_ok(index, signer, signature)` deciding
+/// whether signature `index` of the previous height's certificate is valid
+/// (`CommitCertificate::verify_with`): the auditor verifies those
+/// signatures in its batches, ahead of the replay.
+pub fn check_with_verdicts(
+    block: &Block,
+    contents: &Contents,
+    parent: &Parent<'_>,
+    local_time_ms: u64,
+    last_commit_ok: impl FnMut(usize, &PublicKey, &Signature) -> bool,
+) -> Result<Validity, BlockError> {
     let header = &block.header;
     if header.chain_id != parent.chain_id {
         return Err(BlockError::WrongChain {
@@ -239,7 +267,7 @@ pub fn check_with(
     }
     check_size(block, contents, parent.params)?;
     check_roots(block, contents)?;
-    check_last_commit(block, parent)?;
+    check_last_commit(block, parent, last_commit_ok)?;
     let drift_ms = header.time_ms.abs_diff(local_time_ms);
     Ok(if drift_ms <= parent.params.max_clock_drift_ms {
         Validity::Valid
@@ -295,7 +323,11 @@ fn check_roots(block: &Block, contents: &Contents) -> Result<(), BlockError> {
     Ok(())
 }
 
-fn check_last_commit(block: &Block, parent: &Parent<'_>) -> Result<(), BlockError> {
+fn check_last_commit(
+    block: &Block,
+    parent: &Parent<'_>,
+    signature_ok: impl FnMut(usize, &PublicKey, &Signature) -> bool,
+) -> Result<(), BlockError> {
     let height = block.header.height;
     let (certificate, validators) = match (&block.last_commit, parent.validators) {
         (None, _) if height == 1 => return Ok(()),
@@ -310,7 +342,7 @@ fn check_last_commit(block: &Block, parent: &Parent<'_>) -> Result<(), BlockErro
         });
     }
     certificate
-        .verify(parent.chain_id, parent.height, validators)
+        .verify_with(parent.height, validators, signature_ok)
         .map_err(BlockError::BadLastCommit)
 }
 

@@ -18,7 +18,7 @@ use symbiont_contracts::exec::{
 use symbiont_contracts::genesis::{ConsensusParams, Genesis};
 use symbiont_contracts::hash::Hash;
 use symbiont_contracts::keys::PublicKey;
-use symbiont_contracts::state::{Key, State};
+use symbiont_contracts::state::{Key, State, WriteSet, variant_prefix};
 use symbiont_contracts::tx::{SignedTx, TxError};
 
 use crate::block::{self, Block, BlockDraft, BlockError, Certificate, Evidence, Parent};
@@ -96,6 +96,18 @@ pub fn validator_set(state: &State) -> Result<Validators, NoValidators> {
         .filter(|node| node.validator)
         .map(|node| (node.key, node.power));
     Ok(ValidatorSet::new(validators)?)
+}
+
+/// Whether a block's writes (a `WriteSet`, in key order) may change
+/// [`validator_set`]: it reads only the node records, so a block that
+/// wrote none leaves the set as it was (the auditor recomputes the set
+/// only after blocks that did).
+pub fn validators_may_change(writes: &WriteSet) -> bool {
+    let prefix = variant_prefix(&Key::Node(String::new()));
+    let first = writes.partition_point(|(key, _)| key.as_slice() < prefix.as_slice());
+    writes
+        .get(first)
+        .is_some_and(|(key, _)| key.starts_with(&prefix))
 }
 
 fn consensus_params(state: &State) -> ConsensusParams {

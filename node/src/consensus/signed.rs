@@ -127,6 +127,26 @@ impl<C: Context> CommitCertificate<C> {
         height: Height,
         validators: &ValidatorSet<C>,
     ) -> Result<(), CertificateError> {
+        self.verify_with(height, validators, |_, address, signature| {
+            C::verify(
+                address,
+                &vote_sign_bytes(chain_id, &self.vote_of(address)),
+                signature,
+            )
+        })
+    }
+
+    /// `verify`, with `signature_ok(index, signer, signature)` deciding
+    /// whether `signatures[index]` is the signer's valid precommit (the
+    /// auditor verifies certificate signatures in its batches, ahead of the
+    /// replay, and passes their verdicts). The checks, their order and
+    /// errors are `verify`'s.
+    pub fn verify_with(
+        &self,
+        height: Height,
+        validators: &ValidatorSet<C>,
+        mut signature_ok: impl FnMut(usize, &C::Address, &C::Signature) -> bool,
+    ) -> Result<(), CertificateError> {
         if self.height != height {
             return Err(CertificateError::WrongHeight {
                 expected: height,
@@ -137,12 +157,11 @@ impl<C: Context> CommitCertificate<C> {
             return Err(CertificateError::NotSorted);
         }
         let mut power: Power = 0;
-        for (address, signature) in &self.signatures {
+        for (index, (address, signature)) in self.signatures.iter().enumerate() {
             let validator_power = validators
                 .power_of(address)
                 .ok_or(CertificateError::UnknownSigner)?;
-            let bytes = vote_sign_bytes(chain_id, &self.vote_of(address));
-            if !C::verify(address, &bytes, signature) {
+            if !signature_ok(index, address, signature) {
                 return Err(CertificateError::BadSignature);
             }
             power = power.saturating_add(validator_power);
