@@ -395,3 +395,37 @@ fn certificates_follow_the_validator_set_governance_gives() {
         "old set after the change",
     );
 }
+
+/// Evidence is judged as the nodes judge it: against the validators of the
+/// block that carries it. Governance takes validator 14 out of the set at
+/// height 4. Its equivocation at height 2, carried by block 3 (14 still a
+/// validator), audits clean and is reported; carried by block 5, the nodes
+/// refuse it (14 is no validator of height 5), and so must the audit,
+/// which used to judge it by the set of height 2 and accept it.
+#[test]
+fn evidence_is_judged_by_the_validators_of_the_block_that_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = |in_block| ledger::EvidenceAt {
+        in_block,
+        seed: 14,
+        vote_height: 2,
+    };
+    let early = ledger::build_governed_with(6, 0, evidence(3));
+    let output = audit_bytes(dir.path(), "early", &early.bytes(), true);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let recorded = &value["report"]["evidence"];
+    assert_eq!(recorded.as_array().map(Vec::len), Some(1), "{value}");
+    assert_eq!(recorded[0]["recorded_at"], 3, "{value}");
+    assert_eq!(recorded[0]["height"], 2, "{value}");
+    let validators = value["report"]["validators"].as_array().unwrap().len();
+    assert_eq!(validators, 3, "14 left the set: {value}");
+
+    let late = ledger::build_governed_with(6, 0, evidence(5));
+    let output = audit_bytes(dir.path(), "late", &late.bytes(), false);
+    assert_fails_naming(
+        &output,
+        "height 5: evidence 0: the validator is not in the set",
+        "evidence by a validator removed since",
+    );
+}

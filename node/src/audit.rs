@@ -908,22 +908,15 @@ impl Replay {
         Ok(())
     }
 
+    /// As the nodes check it (`Chain::validate`): against the validators
+    /// of the block's height, the set that checks its certificate, not
+    /// that of the height the evidence names (nodes do not keep old sets).
+    /// An audit must give the network's answer: with the evidence's own
+    /// set it refused evidence by a validator added since, which the
+    /// nodes recorded.
     fn check_evidence(&self, height: Height, block: &Block) -> Result<(), AuditError> {
+        let validators = self.chain.validators();
         for (index, evidence) in block.evidence.iter().enumerate() {
-            let of_height = evidence.first.vote.height;
-            let Some(validators) = self.history.at(of_height) else {
-                return Err(at(
-                    height,
-                    Problem::Evidence {
-                        index,
-                        error: EvidenceError::OutOfRange {
-                            evidence: of_height,
-                            oldest: 1,
-                            current: height,
-                        },
-                    },
-                ));
-            };
             evidence
                 .verify(self.chain.chain_id(), validators, height)
                 .map_err(|error| at(height, Problem::Evidence { index, error }))?;

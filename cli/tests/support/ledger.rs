@@ -123,7 +123,7 @@ pub fn write(genesis: &Genesis, frames: &[BlockFrame], end: EndFrame) -> Vec<u8>
 /// carries a transaction that repeats a nonce (it fails with
 /// `bad_nonce`).
 pub fn build(blocks: u64, txs_per_block: usize, one_failure: bool) -> Ledger {
-    build_with(blocks, txs_per_block, one_failure, false, |_| {
+    build_with(blocks, txs_per_block, one_failure, None, None, |_| {
         vec![11, 12, 13]
     })
 }
@@ -138,17 +138,56 @@ pub const AFTER_CHANGE: [u8; 4] = [11, 12, 13, 14];
 /// 11, 12, 13 (power 1 each) and 14 (power 10). `signers(height)`: the
 /// validator seeds whose precommits certify each height.
 pub fn build_governed(blocks: u64, signers: impl Fn(u64) -> Vec<u8>) -> Ledger {
-    build_with(blocks, 2, false, true, signers)
+    build_with(blocks, 2, false, Some(10), None, signers)
+}
+
+/// Equivocation evidence in a block: validator `seed`'s two precommits
+/// for different values at `vote_height`, carried by block `in_block`.
+pub struct EvidenceAt {
+    pub in_block: u64,
+    pub seed: u8,
+    pub vote_height: u64,
+}
+
+/// As `build_governed`, but governance sets node "nd"'s power to `power`
+/// (0 takes validator 14 out of the set from height 4 on), and `evidence`
+/// goes into its block. Certified by 11, 12 and 13 throughout.
+pub fn build_governed_with(blocks: u64, power: u64, evidence: EvidenceAt) -> Ledger {
+    build_with(blocks, 2, false, Some(power), Some(evidence), |_| {
+        vec![11, 12, 13]
+    })
+}
+
+/// Two precommits of validator `seed` at `height`, round 0, for different
+/// values, in canonical order.
+pub fn equivocation(seed: u8, height: u64) -> symbiont_node::block::Evidence {
+    let signed = |value: u8| {
+        let vote: Vote<Ed25519Context> = Vote {
+            height,
+            round: 0,
+            vote_type: VoteType::Precommit,
+            value: Some(symbiont_contracts::hash::Hash([value; 32])),
+            validator: key(seed).public(),
+        };
+        let signature = key(seed).sign(&vote_sign_bytes(CHAIN, &vote));
+        symbiont_node::consensus::signed::SignedVote { vote, signature }
+    };
+    let (mut first, mut second) = (signed(1), signed(2));
+    if codec::encode(&first) > codec::encode(&second) {
+        std::mem::swap(&mut first, &mut second);
+    }
+    symbiont_node::block::Evidence { first, second }
 }
 
 fn build_with(
     blocks: u64,
     txs_per_block: usize,
     one_failure: bool,
-    governance: bool,
+    governance: Option<u64>,
+    evidence: Option<EvidenceAt>,
     signers: impl Fn(u64) -> Vec<u8>,
 ) -> Ledger {
-    let genesis = genesis(txs_per_block as u32 + if governance { 3 } else { 1 });
+    let genesis = genesis(txs_per_block as u32 + if governance.is_some() { 3 } else { 1 });
     let mut proposal = None;
     let mut chain = Chain::from_genesis(&genesis, Arc::new(WeightedRoundRobin)).unwrap();
     let admins: Vec<Keypair> = (1..=4).map(key).collect();
@@ -215,7 +254,7 @@ fn build_with(
                 &admins[0],
             ));
         }
-        if governance && height == 2 {
+        if let (Some(power), 2) = (governance, height) {
             nonces[0] += 1;
             let tx = SignedTx::sign(
                 TxBody {
@@ -224,7 +263,7 @@ fn build_with(
                     kind: TxKind::Propose {
                         action: GovAction::SetPower {
                             node: "nd".into(),
-                            power: 10,
+                            power,
                         },
                         expires_ms: GENESIS_TIME_MS + 1_000_000_000,
                     },
@@ -234,7 +273,7 @@ fn build_with(
             proposal = Some(tx.id());
             txs.push(tx);
         }
-        if governance && height == 3 {
+        if governance.is_some() && height == 3 {
             for firm in [1, 2] {
                 nonces[firm] += 1;
                 txs.push(SignedTx::sign(
@@ -258,7 +297,11 @@ fn build_with(
                 GENESIS_TIME_MS + height * 1000,
                 txs,
                 &checks,
-                vec![],
+                evidence
+                    .iter()
+                    .filter(|e| e.in_block == height)
+                    .map(|e| equivocation(e.seed, e.vote_height))
+                    .collect(),
                 last_commit.take(),
             )
             .unwrap();

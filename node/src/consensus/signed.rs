@@ -238,7 +238,8 @@ impl<C: Context> DuplicateVoteEvidence<C> {
     /// Checks the evidence at `current_height`: of a height no later than
     /// it and at most `MAX_EVIDENCE_AGE_HEIGHTS` below, canonical, two
     /// different votes of one slot, both signed by a validator of
-    /// `validators` (the set of the evidence's height).
+    /// `validators` (the nodes and the audit pass the set of the block that
+    /// carries it, as docs/export-format.md says).
     pub fn verify(
         &self,
         chain_id: &str,
