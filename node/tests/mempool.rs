@@ -30,6 +30,16 @@ fn pool(config: MempoolConfig) -> Mempool {
     Mempool::new(CHAIN, config)
 }
 
+/// Executes `txs` as block 1 on `state`: the ids it committed.
+fn first_block(state: &mut symbiont_contracts::state::State, txs: &[SignedTx]) -> Vec<Hash> {
+    let info = BlockInfo {
+        height: 1,
+        time_ms: GENESIS_TIME_MS + 1,
+    };
+    let outcome = execute_block(state, &info, txs).unwrap();
+    outcome.results.iter().map(|(id, _)| *id).collect()
+}
+
 fn ids(txs: &[SignedTx]) -> Vec<(u8, u64)> {
     txs.iter()
         .map(|t| {
@@ -158,17 +168,7 @@ fn update_drops_what_a_block_committed_or_made_stale() {
     pool.admit(tx(2, 1, 0), &state).unwrap();
     // A block holds alpha's 1 and 2 (one sent elsewhere: another copy of
     // nonce 2 with other contents).
-    let in_block = vec![tx(1, 1, 0), tx(1, 2, 9)];
-    let outcome = execute_block(
-        &mut state,
-        &BlockInfo {
-            height: 1,
-            time_ms: GENESIS_TIME_MS + 1,
-        },
-        &in_block,
-    )
-    .unwrap();
-    let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
+    let committed = first_block(&mut state, &[tx(1, 1, 0), tx(1, 2, 9)]);
     let dropped = pool.update(&committed, &state);
     assert_eq!(dropped, 2, "alpha 1 committed, alpha 2 stale");
     assert_eq!(pool.len(), 2);
@@ -320,17 +320,7 @@ fn signer_nonces_give_the_first_free_nonce_after_the_committed_one() {
     // Another signer is not counted.
     assert_eq!(pool.signer_nonces(&state, &key(2).public()), (0, 1));
     // Nonces 1 and 2 committed: the start moves to 3.
-    let in_block = vec![tx(1, 1, 0), tx(1, 2, 0)];
-    let outcome = execute_block(
-        &mut state,
-        &BlockInfo {
-            height: 1,
-            time_ms: GENESIS_TIME_MS + 1,
-        },
-        &in_block,
-    )
-    .unwrap();
-    let committed: Vec<Hash> = outcome.results.iter().map(|(id, _)| *id).collect();
+    let committed = first_block(&mut state, &[tx(1, 1, 0), tx(1, 2, 0)]);
     pool.update(&committed, &state);
     assert_eq!(pool.signer_nonces(&state, &alpha), (2, 5));
     assert_eq!(symbiont_node::mempool::next_nonce(&state, &alpha), 3);
