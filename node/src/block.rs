@@ -23,10 +23,8 @@ use symbiont_contracts::tx::SignedTx;
 
 use crate::consensus::core::{Params, Validity};
 use crate::consensus::ed25519::Ed25519Context;
-use crate::consensus::signed::{
-    CertificateError, CommitCertificate, DuplicateVoteEvidence, vote_sign_bytes,
-};
-use crate::consensus::types::{Context, Height, ValidatorSet, VoteType};
+use crate::consensus::signed::{CertificateError, CommitCertificate, DuplicateVoteEvidence};
+use crate::consensus::types::{Height, ValidatorSet, VoteType};
 
 pub type Certificate = CommitCertificate<Ed25519Context>;
 pub type Evidence = DuplicateVoteEvidence<Ed25519Context>;
@@ -219,11 +217,10 @@ pub fn check_with(
         parent,
         local_time_ms,
         |_, address, signature| {
-            let Some(certificate) = &block.last_commit else {
-                return false;
-            };
-            let bytes = vote_sign_bytes(parent.chain_id, &certificate.vote_of(address));
-            Ed25519Context::verify(address, &bytes, signature)
+            block
+                .last_commit
+                .as_ref()
+                .is_some_and(|c| c.signature_valid(parent.chain_id, address, signature))
         },
     )
 }

@@ -100,8 +100,8 @@ pub fn validator_set(state: &State) -> Result<Validators, NoValidators> {
 
 /// Whether a block's writes (a `WriteSet`, in key order) may change
 /// [`validator_set`]: it reads only the node records, so a block that
-/// wrote none leaves the set as it was (the auditor recomputes the set
-/// only after blocks that did).
+/// wrote none leaves the set as it was (the chain and the auditor
+/// recompute the set only after blocks that did).
 pub fn validators_may_change(writes: &WriteSet) -> bool {
     let prefix = variant_prefix(&Key::Node(String::new()));
     let first = writes.partition_point(|(key, _)| key.as_slice() < prefix.as_slice());
@@ -313,7 +313,17 @@ impl Chain {
     pub fn commit(&mut self, block: &Block, executed: Executed) -> Result<(), NoValidators> {
         assert_eq!(block.header.height, self.next_height(), "commit in order");
         assert_eq!(executed.outcome.app_hash, block.header.app_hash);
-        let next_validators = validator_set(&executed.state)?;
+        // Only a block that wrote node records can change the set.
+        let next_validators = if validators_may_change(&executed.outcome.writes) {
+            validator_set(&executed.state)?
+        } else {
+            debug_assert_eq!(
+                validator_set(&executed.state).ok().as_ref(),
+                Some(&self.validators),
+                "a block that wrote no node record changed the validator set"
+            );
+            self.validators.clone()
+        };
         let round = block.last_commit.as_ref().map(|c| c.round);
         let previous = self
             .previous_validators
@@ -362,8 +372,9 @@ impl Chain {
     /// verification gives, since the app hash commits to them. Otherwise
     /// (the block holds a transaction whose signature the network refused,
     /// recorded as its failure, or the block is bad) the signatures are
-    /// checked, `strict()`, and the block is executed again. A replica catching up thus verifies no
-    /// signature of an honest network's blocks.
+    /// checked, `strict()`, and the block is executed again. A replica
+    /// catching up thus verifies no signature of an honest network's
+    /// blocks.
     pub fn execute_certified(
         &self,
         block: &Block,

@@ -128,12 +128,23 @@ impl<C: Context> CommitCertificate<C> {
         validators: &ValidatorSet<C>,
     ) -> Result<(), CertificateError> {
         self.verify_with(height, validators, |_, address, signature| {
-            C::verify(
-                address,
-                &vote_sign_bytes(chain_id, &self.vote_of(address)),
-                signature,
-            )
+            self.signature_valid(chain_id, address, signature)
         })
+    }
+
+    /// Whether `signature` is `address`'s precommit of this certificate's
+    /// value (verified strictly).
+    pub fn signature_valid(
+        &self,
+        chain_id: &str,
+        address: &C::Address,
+        signature: &C::Signature,
+    ) -> bool {
+        C::verify(
+            address,
+            &vote_sign_bytes(chain_id, &self.vote_of(address)),
+            signature,
+        )
     }
 
     /// `verify`, with `signature_ok(index, signer, signature)` deciding
